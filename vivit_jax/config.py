@@ -1,0 +1,328 @@
+"""Loading and validating experiment configs.
+
+A config file defines `get_config()` (optionally `get_config(arg)` for presets: `file.py:arg`). Whatever it
+returns, our own files (which start from `configs/default.py`) or Scenic's published files (which build a
+ConfigDict from scratch), is merged onto the defaults and validated:
+
+- a key that `configs/default.py` does not declare is an error naming the closest valid key, except Scenic's
+  known stray keys, which give a `ConfigWarning` and are dropped;
+- a value of the wrong type is an error saying which type was expected;
+- impossible combinations (a token classifier with Models 3 and 4, patches that do not divide the crop, ...)
+  are errors saying what was expected. All problems are reported together.
+
+The result is a locked ConfigDict holding every key.
+"""
+
+import difflib
+import importlib.util
+import os
+import warnings
+from typing import Any, Iterable, List, Optional, Sequence, Union
+
+import ml_collections
+
+from configs import default as default_config
+
+ConfigDict = ml_collections.ConfigDict
+
+
+class ConfigError(ValueError):
+  """A config that cannot be used: unknown key, wrong type or impossible combination."""
+
+
+class ConfigWarning(UserWarning):
+  """A config key that is ignored (Scenic's known stray keys)."""
+
+
+# Keys that Scenic's published ViViT configs set but that nothing reads there either.
+KNOWN_STRAY_KEYS = {
+    'datset_configs': "a misspelling of 'dataset_configs' in Scenic's published configs; ignored",
+    'dataset_configs.one_hot_labels': "Scenic's loader reads 'dataset_configs.one_hot_label'; ignored",
+}
+# Subtrees that hold another model's config: only the keys declared in default.py are checked.
+OPEN_SUBTREES = ('init_from.model_config',)
+# Leaves that accept a string or a list of strings.
+STR_OR_LIST = ('dataset_configs.tables.',)
+
+ATTENTION_TYPES = ('spacetime', 'factorized_encoder', 'factorized_self_attention_block',
+                   'factorized_dot_product_attention')
+CHOICES = {
+    'dataset_name': ('video_tfrecord_dataset', 'tfds', 'synthetic'),
+    'data_dtype_str': ('float32', 'bfloat16'),
+    'model_name': ('vivit_classification', 'vivit_multilabel_classification',
+                   'vivit_multihead_classification'),
+    'model_dtype_str': ('float32', 'bfloat16'),
+    'model.classifier': ('token', '0', 'gap', 'gmp', 'gsp'),
+    'model.attention_config.type': ATTENTION_TYPES,
+    'model.attention_config.attention_order': ('time_space', 'space_time'),
+    'model.attention_config.attention_kernel_init_method': ('xavier', 'zero'),
+    'model.temporal_encoding_config.method': ('3d_conv', 'temporal_sampling'),
+    'model.temporal_encoding_config.kernel_init_method': (
+        None, 'central_frame_initializer', 'average_frame_initializer', 'average_arp_frame_initializer'),
+    'model.attention_implementation': (None, 'xla', 'cudnn'),
+    'optimizer': ('momentum', 'sgd', 'nesterov', 'adam', 'adamw'),
+    'lr_configs.learning_rate_schedule': ('compound',),
+    'init_from.checkpoint_format': ('scenic', 'big_vision', 'vit_npz', 'huggingface', 'auto'),
+    'init_from.positional_embed_size_change': ('tile', 'resize', 'resize_tile'),
+}
+LR_FACTORS = ('constant', 'linear_warmup', 'cosine_decay', 'rsqrt_decay', 'linear_decay',
+              'piecewise_constant')
+RATES = ('model.dropout_rate', 'model.attention_dropout_rate', 'model.stochastic_droplayer_rate')
+
+
+def load_config(spec: Union[str, ConfigDict], overrides: Optional[Sequence[str]] = None) -> ConfigDict:
+  """Loads `path/to/file.py[:arg]` (or takes a ConfigDict), applies `key=value` overrides, validates."""
+  if isinstance(spec, ConfigDict):
+    user, source = spec, '<ConfigDict>'
+  else:
+    path, _, arg = spec.partition(':')
+    user, source = _call_get_config(path, arg or None), path
+  if overrides:
+    user = apply_overrides(user, overrides, source)
+  return validate_config(user, source=source)
+
+
+def _call_get_config(path: str, arg: Optional[str]) -> ConfigDict:
+  if not os.path.isfile(path):
+    raise ConfigError(f'config file not found: {path}')
+  name = '_vivit_config_' + os.path.splitext(os.path.basename(path))[0]
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ConfigError(f'{path}:{e.lineno}: the config file does not parse: {e.msg}') from e
+  if not hasattr(module, 'get_config'):
+    raise ConfigError(f'{path}: defines no get_config()')
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def apply_overrides(user: ConfigDict, overrides: Sequence[str], source: str) -> ConfigDict:
+  """Applies 'a.b.c=value' strings (value parsed as a Python literal when it is one)."""
+  import ast  # pylint: disable=g-import-not-at-top
+  user = ConfigDict(user.to_dict())
+  for item in overrides:
+    key, sep, text = item.partition('=')
+    if not sep:
+      raise ConfigError(f"{source}: override '{item}' is not of the form key=value")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    *parents, leaf = key.strip().lstrip('-').removeprefix('config.').split('.')
+    node = user
+    for p in parents:
+      if p not in node or not isinstance(node[p], ConfigDict):
+        node[p] = ConfigDict()
+      node = node[p]
+    node[leaf] = value
+  return user
+
+
+def validate_config(user: Union[ConfigDict, dict], source: str = '<config>') -> ConfigDict:
+  """Merges `user` onto the defaults, checks keys, types and combinations; returns a locked ConfigDict."""
+  defaults = default_config.get_config()
+  problems: List[str] = []
+  merged = _merge(defaults, user, '', problems)
+  if problems:
+    raise ConfigError(_format(source, problems))
+  config = ConfigDict(merged)
+  _fill_derived(config)
+  problems.extend(check_combinations(config))
+  if problems:
+    raise ConfigError(_format(source, problems))
+  config.lock()
+  return config
+
+
+def _format(source: str, problems: List[str]) -> str:
+  if len(problems) == 1:
+    return f'{source}: {problems[0]}'
+  return f'{source}: {len(problems)} problems:\n' + '\n'.join(f'  - {p}' for p in problems)
+
+
+def _merge(defaults: ConfigDict, user: Any, prefix: str, problems: List[str]) -> dict:
+  """Returns defaults updated with user values as a plain dict, recording problems."""
+  out = {k: (v.to_dict() if isinstance(v, ConfigDict) else v) for k, v in defaults.items()}
+  open_subtree = prefix.rstrip('.') in OPEN_SUBTREES
+  for key, value in user.items():
+    path = prefix + key
+    if key not in defaults:
+      if path in KNOWN_STRAY_KEYS:
+        warnings.warn(f"config key '{path}': {KNOWN_STRAY_KEYS[path]}", ConfigWarning, stacklevel=4)
+      elif open_subtree:
+        out[key] = value.to_dict() if isinstance(value, ConfigDict) else value
+      else:
+        problems.append(f"unknown config key '{path}'{_suggest(key, path, defaults)}")
+      continue
+    default = defaults[key]
+    if isinstance(default, ConfigDict):
+      if value is None:  # e.g. Scenic's `init_from.model_config = None`: keep the defaults.
+        continue
+      if not isinstance(value, (ConfigDict, dict)):
+        problems.append(f"'{path}' must be a ConfigDict of keys, got {type(value).__name__} {value!r}")
+        continue
+      out[key] = _merge(default, value, path + '.', problems)
+    else:
+      out[key] = _check_leaf(path, value, defaults.get_type(key), default, problems)
+  return out
+
+
+def _check_leaf(path: str, value: Any, expected: type, default: Any, problems: List[str]) -> Any:
+  """Returns the value coerced to the declared type, or records a problem."""
+  if value is None:
+    if default is None:
+      return None
+    problems.append(f"'{path}' cannot be None; expected {expected.__name__} (default {default!r})")
+    return default
+  if path.startswith(STR_OR_LIST):
+    if isinstance(value, str) or (isinstance(value, (list, tuple)) and
+                                  all(isinstance(v, str) for v in value)):
+      return tuple(value) if isinstance(value, list) else value
+    problems.append(f"'{path}' must be a table name 'name@N' or a list of file names, got {value!r}")
+    return default
+  if expected in (list, tuple):
+    if isinstance(value, (list, tuple)):
+      return tuple(value)
+  elif expected is float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+      return float(value)
+  elif expected is int:
+    if isinstance(value, int) and not isinstance(value, bool):
+      return value
+    if isinstance(value, float) and value.is_integer():
+      return int(value)
+  elif isinstance(value, expected):
+    return value
+  problems.append(f"'{path}' must be {_type_name(expected)}, got {type(value).__name__} {value!r}")
+  return default
+
+
+def _type_name(t: type) -> str:
+  return {list: 'a list', tuple: 'a list', float: 'a number', int: 'an integer',
+          bool: 'True or False', str: 'a string'}.get(t, t.__name__)
+
+
+def _all_paths(config: ConfigDict, prefix: str = '') -> List[str]:
+  paths = []
+  for k, v in config.items():
+    paths.append(prefix + k)
+    if isinstance(v, ConfigDict):
+      paths.extend(_all_paths(v, prefix + k + '.'))
+  return paths
+
+
+def _suggest(key: str, path: str, siblings: ConfigDict) -> str:
+  """'; did you mean ...?' with the closest sibling key, or the closest key anywhere."""
+  close = difflib.get_close_matches(key, list(siblings.keys()), n=1, cutoff=0.6)
+  if close:
+    return f"; did you mean '{path[:len(path) - len(key)]}{close[0]}'?"
+  everywhere = _all_paths(default_config.get_config())
+  same_leaf = [p for p in everywhere if p.split('.')[-1] == key]
+  close = same_leaf or difflib.get_close_matches(path, everywhere, n=1, cutoff=0.6)
+  if close:
+    return f"; did you mean '{close[0]}'?"
+  return f" (valid keys here: {', '.join(sorted(siblings.keys()))})"
+
+
+def get_path(config: ConfigDict, path: str) -> Any:
+  node = config
+  for part in path.split('.'):
+    node = node[part]
+  return node
+
+
+def _fill_derived(config: ConfigDict) -> None:
+  """Fills keys whose default depends on other keys."""
+  d = config.dataset_configs
+  if d.num_classes is None and d.class_splits:
+    d.num_classes = int(sum(d.class_splits))
+
+
+def _choice_problems(config: ConfigDict) -> Iterable[str]:
+  for path, choices in CHOICES.items():
+    value = get_path(config, path)
+    if value not in choices:
+      names = [c for c in choices if c is not None]
+      close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.6)
+      hint = f"; did you mean '{close[0]}'?" if close else ''
+      yield f"'{path}' is {value!r}; expected one of {list(choices)}{hint}"
+  for factor in (f.strip() for f in config.lr_configs.factors.split('*')):
+    if factor not in LR_FACTORS:
+      close = difflib.get_close_matches(factor, LR_FACTORS, n=1, cutoff=0.6)
+      hint = f"; did you mean '{close[0]}'?" if close else ''
+      yield f"'lr_configs.factors' has unknown factor '{factor}'; expected factors from {list(LR_FACTORS)}{hint}"
+  for path in RATES:
+    rate = get_path(config, path)
+    if not 0.0 <= rate < 1.0:
+      yield f"'{path}' is {rate}; expected a rate in [0, 1)"
+
+
+def _encoder_problems(config: ConfigDict) -> Iterable[str]:
+  m = config.model
+  kind = m.attention_config.type
+  encoders = {'model': m}
+  if kind == 'factorized_encoder':
+    encoders = {'model.spatial_transformer': m.spatial_transformer,
+                'model.temporal_transformer': m.temporal_transformer}
+  for path, enc in encoders.items():
+    for field in ('num_heads', 'mlp_dim', 'num_layers'):
+      if enc[field] < (0 if field == 'num_layers' else 1):
+        yield f"'{path}.{field}' is {enc[field]}; expected a positive integer"
+    if enc.num_heads >= 1 and m.hidden_size % enc.num_heads:
+      yield (f"'model.hidden_size' ({m.hidden_size}) must be divisible by '{path}.num_heads' "
+             f'({enc.num_heads})')
+  if kind in ATTENTION_TYPES[2:] and m.classifier in ('token', '0'):
+    yield (f"'model.classifier' is '{m.classifier}', but attention_config.type '{kind}' (Model "
+           f"{ATTENTION_TYPES.index(kind) + 1}) has no class token; expected 'gap', 'gmp' or 'gsp'")
+  if kind == 'factorized_dot_product_attention' and m.num_heads % 2:
+    yield (f"'model.num_heads' is {m.num_heads}; factorized_dot_product_attention splits the heads "
+           'between time and space, so it must be even')
+  if m.attention_config.spatial_only_baseline and kind != 'factorized_encoder':
+    yield "'model.attention_config.spatial_only_baseline' applies only to type 'factorized_encoder'"
+
+
+def _shape_problems(config: ConfigDict) -> Iterable[str]:
+  m, d = config.model, config.dataset_configs
+  size = tuple(m.patches.size)
+  tec = m.temporal_encoding_config
+  want = 3 if tec.method == '3d_conv' else (2, 3)
+  if len(size) not in (want if isinstance(want, tuple) else (want,)) or any(
+      not isinstance(s, int) or s < 1 for s in size):
+    yield (f"'model.patches.size' is {size}; expected (height, width, time) positive integers"
+           + ('' if tec.method == '3d_conv' else ' or (height, width)'))
+    return
+  fh, fw = size[:2]
+  if d.crop_size % fh or d.crop_size % fw:
+    yield (f"'model.patches.size' {size} does not divide 'dataset_configs.crop_size' {d.crop_size}: "
+           f'expected a crop that is a multiple of {fh}x{fw}')
+  if tec.method == '3d_conv' and d.num_frames % size[2]:
+    yield (f"'model.patches.size' time {size[2]} does not divide 'dataset_configs.num_frames' "
+           f'{d.num_frames}: expected a multiple of {size[2]} frames')
+  if tec.method == 'temporal_sampling' and (tec.n_sampled_frames is None or tec.n_sampled_frames < 1):
+    yield "'model.temporal_encoding_config.n_sampled_frames' must be set for method 'temporal_sampling'"
+
+
+def _label_problems(config: ConfigDict) -> Iterable[str]:
+  d = config.dataset_configs
+  if d.num_classes is not None and d.num_classes < 1:
+    yield f"'dataset_configs.num_classes' is {d.num_classes}; expected a positive integer"
+  if config.model_name == 'vivit_multihead_classification' and not d.class_splits:
+    yield "'model_name' 'vivit_multihead_classification' needs 'dataset_configs.class_splits'"
+  if d.class_splits:
+    if d.num_classes is not None and sum(d.class_splits) != d.num_classes:
+      yield (f"'dataset_configs.class_splits' {list(d.class_splits)} sums to {sum(d.class_splits)}, "
+             f"but 'dataset_configs.num_classes' is {d.num_classes}")
+    if d.split_names and len(d.split_names) != len(d.class_splits):
+      yield (f"'dataset_configs.split_names' has {len(d.split_names)} names for "
+             f'{len(d.class_splits)} class_splits')
+  if config.num_training_epochs is not None and config.num_training_steps is not None:
+    yield "set 'num_training_epochs' or 'num_training_steps', not both"
+
+
+def check_combinations(config: ConfigDict) -> List[str]:
+  """Problems with values that are each valid but do not go together."""
+  problems = list(_choice_problems(config))
+  if problems:  # The checks below assume valid choices.
+    return problems
+  return list(_encoder_problems(config)) + list(_shape_problems(config)) + list(_label_problems(config))

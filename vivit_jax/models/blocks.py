@@ -1,0 +1,145 @@
+"""Transformer blocks with Scenic's parameter names.
+
+- `MultiHeadDotProductAttention`: flax's parameter layout (`query`/`key`/`value` kernels `[d, h, dh]`, `out`
+  `[h, dh, d]`) over our attention kernels, for full, per-axis (Model 3) or head-factorised (Model 4) attention.
+- `MlpBlock`: Dense_0 - GELU (tanh approximation) - Dropout - Dense_1 - Dropout.
+- `EncoderBlock` (Models 1, 2, 4) and `FactorisedSelfAttentionBlock` (Model 3): pre-LN residual blocks with
+  stochastic depth rescaled by 1 / (1 - p) on every residual branch, one mask per example (per example and frame
+  in the factorised encoder, whose frames are folded into the batch).
+"""
+
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vivit_jax.models import attention as attn
+
+ATTENTION_KERNEL_INITS = {'xavier': nn.initializers.xavier_uniform(), 'zero': nn.initializers.zeros}
+_AXIS = {'time': 1, 'space': 2}
+
+
+class MultiHeadDotProductAttention(nn.Module):
+  """Self-attention with flax's MultiHeadDotProductAttention parameter tree.
+
+  `mode`: 'full' (tokens on axis 1 of `[B, N, d]`), 'time' or 'space' (axis 1 or 2 of `[B, T, S, d]`), or
+  'factorised' (Model 4 on `[B, T*S, d]`, needs `temporal_dims`).
+  """
+  num_heads: int
+  mode: str = 'full'
+  temporal_dims: Optional[int] = None
+  dropout_rate: float = 0.0
+  kernel_init_method: str = 'xavier'
+  implementation: Optional[str] = None
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, deterministic: bool) -> jnp.ndarray:
+    d = x.shape[-1]
+    if d % self.num_heads:
+      raise ValueError(f'hidden size {d} is not divisible by num_heads {self.num_heads}')
+    kernel_init = ATTENTION_KERNEL_INITS[self.kernel_init_method]
+    dense = lambda name: nn.DenseGeneral((self.num_heads, d // self.num_heads), kernel_init=kernel_init,
+                                         dtype=self.dtype, param_dtype=jnp.float32, name=name)
+    q, k, v = dense('query')(x), dense('key')(x), dense('value')(x)
+    rng = None
+    if not deterministic and self.dropout_rate > 0.0:
+      rng = self.make_rng('dropout')
+    kwargs = dict(dropout_rate=self.dropout_rate, dropout_rng=rng, deterministic=deterministic,
+                  implementation=self.implementation)
+    if self.mode == 'full':
+      y = attn.dot_product_attention(q, k, v, **kwargs)
+    elif self.mode in _AXIS:
+      y = attn.axis_attention(q, k, v, _AXIS[self.mode], **kwargs)
+    elif self.mode == 'factorised':
+      y = attn.factorised_dot_product_attention(q, k, v, self.temporal_dims, **kwargs)
+    else:
+      raise ValueError(f'unknown attention mode {self.mode!r}')
+    return nn.DenseGeneral(d, axis=(-2, -1), kernel_init=kernel_init, dtype=self.dtype,
+                           param_dtype=jnp.float32, name='out')(y)
+
+
+class MlpBlock(nn.Module):
+  """Dense - GELU - Dropout - Dense - Dropout, xavier-uniform kernels and normal(1e-6) biases."""
+  mlp_dim: int
+  dropout_rate: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, deterministic: bool) -> jnp.ndarray:
+    dense = lambda features, name: nn.Dense(
+        features, dtype=self.dtype, param_dtype=jnp.float32, name=name,
+        kernel_init=nn.initializers.xavier_uniform(), bias_init=nn.initializers.normal(stddev=1e-6))
+    y = nn.gelu(dense(self.mlp_dim, 'Dense_0')(x), approximate=True)
+    y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
+    y = dense(x.shape[-1], 'Dense_1')(y)
+    return nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
+
+
+class _ResidualBlock(nn.Module):
+  """Shared fields and the stochastic-depth residual of the encoder blocks."""
+  mlp_dim: int
+  num_heads: int
+  dropout_rate: float = 0.0
+  attention_dropout_rate: float = 0.0
+  droplayer_p: float = 0.0
+  temporal_dims: Optional[int] = None
+  implementation: Optional[str] = None
+  dtype: jnp.dtype = jnp.float32
+
+  def residual(self, x, branch, deterministic: bool):
+    """x + branch, the branch dropped per example with probability p and otherwise scaled by 1/(1-p)."""
+    if deterministic or not self.droplayer_p:
+      return x + branch
+    keep = jax.random.bernoulli(self.make_rng('dropout'), 1.0 - self.droplayer_p,
+                                (x.shape[0],) + (1,) * (x.ndim - 1))
+    return x + jnp.where(keep, branch / (1.0 - self.droplayer_p), 0.0).astype(branch.dtype)
+
+  def layer_norm(self, name: str):
+    return nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32, name=name)
+
+  def mlp(self, x, norm_name: str, mlp_name: str, deterministic: bool):
+    y = self.layer_norm(norm_name)(x)
+    y = MlpBlock(self.mlp_dim, self.dropout_rate, self.dtype, name=mlp_name)(y, deterministic=deterministic)
+    return self.residual(x, y, deterministic)
+
+
+class EncoderBlock(_ResidualBlock):
+  """Pre-LN block: LayerNorm_0, MultiHeadDotProductAttention_0, LayerNorm_1, MlpBlock_0.
+
+  `factorised=True` is Model 4's block (heads split between time and space).
+  """
+  factorised: bool = False
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, deterministic: bool) -> jnp.ndarray:
+    y = self.layer_norm('LayerNorm_0')(x)
+    y = MultiHeadDotProductAttention(
+        self.num_heads, mode='factorised' if self.factorised else 'full', temporal_dims=self.temporal_dims,
+        dropout_rate=self.attention_dropout_rate, implementation=self.implementation, dtype=self.dtype,
+        name='MultiHeadDotProductAttention_0')(y, deterministic=deterministic)
+    y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
+    x = self.residual(x, y, deterministic)
+    return self.mlp(x, 'LayerNorm_1', 'MlpBlock_0', deterministic)
+
+
+class FactorisedSelfAttentionBlock(_ResidualBlock):
+  """Model 3: attention over time then space (or space then time), each pre-LN with its own residual, then the
+  MLP. Names: LayerNorm_time, MultiHeadDotProductAttention_time, the same for space, LayerNorm_mlp, MlpBlock."""
+  attention_order: str = 'time_space'
+  attention_kernel_init_method: str = 'xavier'
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, deterministic: bool) -> jnp.ndarray:
+    b, n, d = x.shape
+    x = x.reshape(b, self.temporal_dims, n // self.temporal_dims, d)
+    for axis in self.attention_order.split('_'):
+      y = self.layer_norm(f'LayerNorm_{axis}')(x)
+      y = MultiHeadDotProductAttention(
+          self.num_heads, mode=axis, dropout_rate=self.attention_dropout_rate,
+          kernel_init_method=self.attention_kernel_init_method, implementation=self.implementation,
+          dtype=self.dtype, name=f'MultiHeadDotProductAttention_{axis}')(y, deterministic=deterministic)
+      y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
+      x = self.residual(x, y, deterministic)
+    return self.mlp(x.reshape(b, n, d), 'LayerNorm_mlp', 'MlpBlock', deterministic)

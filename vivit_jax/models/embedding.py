@@ -1,0 +1,117 @@
+"""Video to tokens: tubelet embedding (`3d_conv`) and uniform frame sampling (`temporal_sampling`).
+
+Both are one module named `embedding` holding Scenic's parameters: `kernel` `[ft, fh, fw, 3, d]` (tubelets) or
+`[fh, fw, 3, d]` (frames), and `bias` `[d]`. Patch sizes use Scenic's order `(fh, fw, ft)`.
+"""
+
+from typing import Optional, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+KERNEL_INIT_METHODS = (None, 'central_frame_initializer', 'average_frame_initializer',
+                       'average_arp_frame_initializer')
+
+
+def arp_coefficients(num_frames: int) -> np.ndarray:
+  """Approximate rank pooling coefficients alpha_t = 2(T-t+1) - (T+1)(H_T - H_{t-1}), t = 1..T."""
+  harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, num_frames + 1))])
+  t = np.arange(1, num_frames + 1)
+  return 2.0 * (num_frames - t + 1) - (num_frames + 1) * (harmonic[num_frames] - harmonic[t - 1])
+
+
+def tubelet_kernel_init(method: Optional[str]):
+  """Initialiser of a `[ft, fh, fw, c, d]` kernel.
+
+  None: lecun normal over the whole tubelet (flax's Conv default). The others draw that kernel and keep only
+  its first temporal slice, placed on the TEMPORAL axis (Scenic's central-frame initialiser zeroes slices of
+  the width axis instead, a defect not copied):
+  - central_frame_initializer: the slice at the central frame ft // 2, zeros elsewhere;
+  - average_frame_initializer: the slice repeated over all ft frames (filter inflation);
+  - average_arp_frame_initializer: the slice repeated, frame i weighted by the ARP coefficient i / ft.
+  """
+  base = nn.initializers.lecun_normal()
+  if method is None:
+    return base
+  if method not in KERNEL_INIT_METHODS:
+    raise ValueError(f'unknown kernel_init_method {method!r}; expected one of {KERNEL_INIT_METHODS}')
+
+  def init(key, shape, dtype=jnp.float32):
+    if len(shape) != 5:
+      raise ValueError(f'{method} initialises 5-d tubelet kernels [ft, fh, fw, c, d], got shape {shape}')
+    ft = shape[0]
+    slice0 = base(key, shape, dtype)[0]
+    if method == 'central_frame_initializer':
+      return jnp.zeros(shape, dtype).at[ft // 2].set(slice0)
+    weights = np.ones(ft) if method == 'average_frame_initializer' else arp_coefficients(ft) / ft
+    return jnp.asarray(weights, dtype)[:, None, None, None, None] * slice0[None]
+
+  return init
+
+
+def uniform_frame_indices(num_frames: int, n_sampled_frames: int) -> np.ndarray:
+  """Scenic's uniform frame sampling: n frames at (k * T / (n + 1)), rounded; all frames when n >= T."""
+  if n_sampled_frames < num_frames:
+    step = num_frames / (n_sampled_frames + 1)
+    positions = np.arange(step, num_frames, step).astype(np.float32)
+  else:
+    positions = np.arange(0, num_frames, 1, dtype=np.float32)
+  return np.minimum(np.round(positions).astype(np.int32), num_frames - 1)
+
+
+def check_video_shape(shape: Sequence[int], patch: Tuple[int, int], frames_multiple: int) -> None:
+  """Raises a ValueError naming the expected and found shapes when tokens cannot be cut from `shape`."""
+  if len(shape) != 5:
+    raise ValueError(f'expected a video batch [batch, frames, height, width, channels] (rank 5), '
+                     f'found shape {tuple(shape)} (rank {len(shape)})')
+  _, t, h, w, _ = shape
+  fh, fw = patch
+  if h % fh or w % fw or t % frames_multiple:
+    raise ValueError(
+        f'video shape {tuple(shape)} does not divide into tubelets of (frames, height, width) = '
+        f'({frames_multiple}, {fh}, {fw}): expected frames a multiple of {frames_multiple}, height a '
+        f'multiple of {fh} and width a multiple of {fw}, found {t}x{h}x{w}')
+
+
+class TokenEmbedding(nn.Module):
+  """Video `[B, T, H, W, C]` -> token grid `[B, T', H', W', d]`.
+
+  `method='3d_conv'`: non-overlapping tubelets `(ft, fh, fw)`. `method='temporal_sampling'`: `n_sampled_frames`
+  frames picked uniformly, each cut into `fh x fw` patches by one shared 2D kernel (the same tokens as Scenic's
+  frames-stacked-along-height convolution).
+  """
+  hidden_size: int
+  patch_size: Tuple[int, ...]  # Scenic's order: (fh, fw, ft) or (fh, fw).
+  method: str = '3d_conv'
+  n_sampled_frames: Optional[int] = None
+  kernel_init_method: Optional[str] = None
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, video: jnp.ndarray) -> jnp.ndarray:
+    fh, fw = self.patch_size[:2]
+    if self.method == '3d_conv':
+      ft = self.patch_size[2]
+      check_video_shape(video.shape, (fh, fw), ft)
+      window = (ft, fh, fw)
+    elif self.method == 'temporal_sampling':
+      check_video_shape(video.shape, (fh, fw), 1)
+      video = video[:, uniform_frame_indices(video.shape[1], self.n_sampled_frames)]
+      window = (1, fh, fw)
+    else:
+      raise ValueError(f"unknown temporal encoding method {self.method!r}; expected '3d_conv' or "
+                       "'temporal_sampling'")
+    channels = video.shape[-1]
+    if self.method == '3d_conv':
+      kernel = self.param('kernel', tubelet_kernel_init(self.kernel_init_method),
+                          window + (channels, self.hidden_size), jnp.float32)
+    else:
+      kernel = self.param('kernel', nn.initializers.lecun_normal(), (fh, fw, channels, self.hidden_size),
+                          jnp.float32)[None]
+    bias = self.param('bias', nn.initializers.zeros, (self.hidden_size,), jnp.float32)
+    x = jax.lax.conv_general_dilated(
+        video.astype(self.dtype), kernel.astype(self.dtype), window_strides=window, padding='VALID',
+        dimension_numbers=('NTHWC', 'THWIO', 'NTHWC'))
+    return x + bias.astype(self.dtype)

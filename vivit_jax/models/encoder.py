@@ -1,0 +1,71 @@
+"""Encoder: learned positional embedding, dropout, `num_layers` blocks, `encoder_norm`.
+
+Scenic's names: `posembed_input/pos_embedding` `(1, N, d)` (normal(0.02)), `encoderblock_{i}`, `encoder_norm`.
+Stochastic depth of block i is `i / max(L - 1, 1) * stochastic_droplayer_rate`. `remat=True` recomputes each
+block's activations in the backward pass (parameter names are unchanged).
+"""
+
+from typing import Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from vivit_jax.models import blocks
+
+BLOCKS = ('spacetime', 'factorized_self_attention_block', 'factorized_dot_product_attention')
+
+
+class AddPositionEmbs(nn.Module):
+  """Adds a learned `(1, N, d)` positional embedding."""
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    posemb = self.param('pos_embedding', nn.initializers.normal(stddev=0.02), (1,) + x.shape[1:],
+                        jnp.float32)
+    return x + posemb.astype(x.dtype)
+
+
+class Encoder(nn.Module):
+  """Transformer encoder over `[B, N, d]` tokens (time-major `T' x S` tokens for the factorised blocks)."""
+  num_layers: int
+  mlp_dim: int
+  num_heads: int
+  block: str = 'spacetime'
+  temporal_dims: Optional[int] = None
+  dropout_rate: float = 0.0
+  attention_dropout_rate: float = 0.0
+  stochastic_droplayer_rate: float = 0.0
+  attention_order: str = 'time_space'
+  attention_kernel_init_method: str = 'xavier'
+  remat: bool = False
+  implementation: Optional[str] = None
+  dtype: jnp.dtype = jnp.float32
+
+  def block_class(self):
+    if self.block == 'factorized_self_attention_block':
+      cls = blocks.FactorisedSelfAttentionBlock
+      extra = dict(attention_order=self.attention_order,
+                   attention_kernel_init_method=self.attention_kernel_init_method)
+    elif self.block in ('spacetime', 'factorized_dot_product_attention'):
+      cls = blocks.EncoderBlock
+      extra = dict(factorised=self.block == 'factorized_dot_product_attention')
+    else:
+      raise ValueError(f'unknown encoder block {self.block!r}; expected one of {BLOCKS}')
+    if self.remat:
+      cls = nn.remat(cls, static_argnums=(2,))
+    return cls, extra
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    if x.ndim != 3:
+      raise ValueError(f'Encoder expects tokens [batch, tokens, width], found shape {x.shape}')
+    x = AddPositionEmbs(name='posembed_input')(x)
+    x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=not train)
+    cls, extra = self.block_class()
+    for i in range(self.num_layers):
+      x = cls(mlp_dim=self.mlp_dim, num_heads=self.num_heads, dropout_rate=self.dropout_rate,
+              attention_dropout_rate=self.attention_dropout_rate,
+              droplayer_p=i / max(self.num_layers - 1, 1) * self.stochastic_droplayer_rate,
+              temporal_dims=self.temporal_dims, implementation=self.implementation, dtype=self.dtype,
+              name=f'encoderblock_{i}', **extra)(x, not train)
+    return nn.LayerNorm(dtype=jnp.float32, param_dtype=jnp.float32, name='encoder_norm')(x)
