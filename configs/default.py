@@ -134,7 +134,7 @@ def get_lr_configs():
   lr.learning_rate_schedule = 'compound'  # Product of the factors below.
   lr.factors = 'constant * cosine_decay * linear_warmup'  # '*'-separated factor names.
   lr.base_learning_rate = 0.1  # The 'constant' factor.
-  lr.warmup_steps = 0  # Steps of linear warmup.
+  lr.warmup_steps = 0.0  # Steps of linear warmup (may be fractional: Scenic writes 2.5 * steps_per_epoch).
   lr.steps_per_cycle = _placeholder(int)  # Cosine / linear decay length; None: the whole run.
   lr.end_learning_rate = 0.0  # linear_decay: the final learning rate.
   lr.timescale = 10_000  # rsqrt_decay: steps at which the decay starts.

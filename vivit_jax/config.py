@@ -13,9 +13,11 @@ ConfigDict from scratch), is merged onto the defaults and validated:
 The result is a locked ConfigDict holding every key.
 """
 
+import ast
 import difflib
 import importlib.util
 import os
+import re
 import warnings
 from typing import Any, Iterable, List, Optional, Sequence, Union
 
@@ -75,8 +77,9 @@ def load_config(spec: Union[str, ConfigDict], overrides: Optional[Sequence[str]]
   if isinstance(spec, ConfigDict):
     user, source = spec, '<ConfigDict>'
   else:
-    path, _, arg = spec.partition(':')
-    user, source = _call_get_config(path, arg or None), path
+    match = re.fullmatch(r'(.*?\.py)(?::(.*))?', spec)
+    path, arg = (match.group(1), match.group(2)) if match else (spec, None)
+    user, source = _call_get_config(path, arg), path
   if overrides:
     user = apply_overrides(user, overrides, source)
   return validate_config(user, source=source)
@@ -92,15 +95,22 @@ def _call_get_config(path: str, arg: Optional[str]) -> ConfigDict:
     module_spec.loader.exec_module(module)
   except SyntaxError as e:
     raise ConfigError(f'{path}:{e.lineno}: the config file does not parse: {e.msg}') from e
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f'{path}: importing the config file raised {type(e).__name__}: {e}') from e
   if not hasattr(module, 'get_config'):
     raise ConfigError(f'{path}: defines no get_config()')
-  return module.get_config(arg) if arg is not None else module.get_config()
+  try:
+    config = module.get_config(arg) if arg is not None else module.get_config()
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f'{path}: get_config({arg!r}) raised {type(e).__name__}: {e}') from e
+  if not isinstance(config, (ConfigDict, dict)):
+    raise ConfigError(f'{path}: get_config() returned {type(config).__name__}; expected a ConfigDict')
+  return config
 
 
 def apply_overrides(user: ConfigDict, overrides: Sequence[str], source: str) -> ConfigDict:
   """Applies 'a.b.c=value' strings (value parsed as a Python literal when it is one)."""
-  import ast  # pylint: disable=g-import-not-at-top
-  user = ConfigDict(user.to_dict())
+  user = ConfigDict(user.to_dict() if isinstance(user, ConfigDict) else user, type_safe=False)
   for item in overrides:
     key, sep, text = item.partition('=')
     if not sep:
@@ -113,7 +123,7 @@ def apply_overrides(user: ConfigDict, overrides: Sequence[str], source: str) -> 
     node = user
     for p in parents:
       if p not in node or not isinstance(node[p], ConfigDict):
-        node[p] = ConfigDict()
+        node[p] = ConfigDict(type_safe=False)
       node = node[p]
     node[leaf] = value
   return user
@@ -124,8 +134,6 @@ def validate_config(user: Union[ConfigDict, dict], source: str = '<config>') -> 
   defaults = default_config.get_config()
   problems: List[str] = []
   merged = _merge(defaults, user, '', problems)
-  if problems:
-    raise ConfigError(_format(source, problems))
   config = ConfigDict(merged)
   _fill_derived(config)
   problems.extend(check_combinations(config))
@@ -218,7 +226,7 @@ def _suggest(key: str, path: str, siblings: ConfigDict) -> str:
   if close:
     return f"; did you mean '{path[:len(path) - len(key)]}{close[0]}'?"
   everywhere = _all_paths(default_config.get_config())
-  same_leaf = [p for p in everywhere if p.split('.')[-1] == key]
+  same_leaf = sorted((p for p in everywhere if p.split('.')[-1] == key), key=lambda p: p.count('.'))
   close = same_leaf or difflib.get_close_matches(path, everywhere, n=1, cutoff=0.6)
   if close:
     return f"; did you mean '{close[0]}'?"
@@ -322,7 +330,4 @@ def _label_problems(config: ConfigDict) -> Iterable[str]:
 
 def check_combinations(config: ConfigDict) -> List[str]:
   """Problems with values that are each valid but do not go together."""
-  problems = list(_choice_problems(config))
-  if problems:  # The checks below assume valid choices.
-    return problems
-  return list(_encoder_problems(config)) + list(_shape_problems(config)) + list(_label_problems(config))
+  return list(_choice_problems(config)) + list(_encoder_problems(config)) + list(_shape_problems(config)) + list(_label_problems(config))

@@ -1,0 +1,1 @@
+"""EPIC-Kitchens-100 configs (two heads: nouns and verbs)."""

@@ -1,0 +1,1 @@
+"""Kinetics-400 configs (ViViT-B and ViViT-L)."""

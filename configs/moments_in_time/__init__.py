@@ -1,0 +1,1 @@
+"""Moments in Time configs."""

@@ -1,0 +1,1 @@
+"""Something-Something v2 configs."""

@@ -1,0 +1,433 @@
+"""Loading and validating configs: Scenic's published style, error messages, presets and overrides."""
+
+import importlib.util
+import pathlib
+import re
+import textwrap
+import warnings
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import pytest
+
+from vivit_jax.config import ConfigError, ConfigWarning, load_config
+from vivit_jax.models import create_model
+
+FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
+SCENIC_BASE_K400 = str(FIXTURES / 'scenic_vivit_base_k400.py')
+SCENIC_LARGE_FE_SSV2 = str(FIXTURES / 'scenic_vivit_large_fe_ssv2.py')
+SHIPPED_BASE_K400 = str(pathlib.Path(__file__).parents[1] / 'configs' / 'kinetics400' / 'vivit_base_k400.py')
+STRAY_KEYS = {'datset_configs', 'dataset_configs.one_hot_labels'}
+
+
+def scenic_config(path=SCENIC_BASE_K400):
+  """The fixture's ConfigDict (built from scratch, as Scenic's are) without its two stray keys: no warnings."""
+  spec = importlib.util.spec_from_file_location('_fixture_' + pathlib.Path(path).stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  del config['datset_configs']
+  del config.dataset_configs['one_hot_labels']
+  return config
+
+
+def scenic_file_with(tmp_path, *replacements):
+  """A copy of the Scenic B/16x2 K400 fixture with lines replaced (without its stray keys: no warnings).
+
+  ml_collections fixes a field's type at its first assignment, so a wrong type must be written in the file.
+  """
+  text = pathlib.Path(SCENIC_BASE_K400).read_text()
+  for old, new in replacements + (
+      ('  config.datset_configs = ml_collections.ConfigDict()\n', ''),
+      ('  config.dataset_configs.one_hot_labels = True\n', '')):
+    assert text.count(old) == 1, old
+    text = text.replace(old, new)
+  path = tmp_path / 'scenic_edited.py'
+  path.write_text(text)
+  return str(path)
+
+
+def error_of(config, **kwargs):
+  with pytest.raises(ConfigError) as info:
+    load_config(config, **kwargs)
+  return str(info.value)
+
+
+def abstract_params(config, frames, crop):
+  """(parameter count, logits shape) of the config's model, without allocating anything."""
+  model = create_model(config)
+  logits, variables = jax.eval_shape(lambda: model.init_with_output(
+      jax.random.PRNGKey(0), jnp.zeros((1, frames, crop, crop, 3))))
+  return sum(x.size for x in jax.tree_util.tree_leaves(variables['params'])), logits.shape
+
+
+def vit_block_params(d, mlp):
+  """Pre-LN encoder block: q, k, v, out (kernels and biases), two LayerNorms, a two-layer MLP."""
+  return 4 * (d * d + d) + 2 * 2 * d + (d * mlp + mlp) + (mlp * d + d)
+
+
+# Scenic's published files.
+
+
+@pytest.mark.parametrize('path', [SCENIC_BASE_K400, SCENIC_LARGE_FE_SSV2])
+def test_scenic_fixture_warns_for_exactly_the_stray_keys(path):
+  with pytest.warns(ConfigWarning) as record:
+    load_config(path)
+  assert all(issubclass(w.category, ConfigWarning) for w in record), [str(w.message) for w in record]
+  warned = {re.match(r"config key '([^']+)'", str(w.message)).group(1) for w in record}
+  assert warned == STRAY_KEYS
+  assert len(record) == len(STRAY_KEYS)
+
+
+def test_scenic_base_k400_settings():
+  with pytest.warns(ConfigWarning):
+    config = load_config(SCENIC_BASE_K400)
+  assert config.is_locked
+  m = config.model
+  assert m.attention_config.type == 'spacetime'
+  assert tuple(m.patches.size) == (16, 16, 2)
+  assert (m.hidden_size, m.num_heads, m.mlp_dim, m.num_layers) == (768, 12, 3072, 12)
+  assert m.classifier == 'token'
+  assert m.dropout_rate == 0.0 and m.attention_dropout_rate == 0.0
+  assert m.temporal_encoding_config.kernel_init_method == 'central_frame_initializer'
+  d = config.dataset_configs
+  assert d.num_classes == 400
+  assert (d.num_frames, d.stride, d.min_resize, d.crop_size) == (32, 2, 256, 224)
+  assert d.one_hot_label is True  # The real key keeps its default; the stray one is dropped.
+  assert d.tables.train == 'train.tfrecord@1024'
+  assert d.examples_per_subset.test == 34579
+  assert d.augmentation_params.do_color_augment is True
+  assert config.l2_decay_factor == 0.0 and isinstance(config.l2_decay_factor, float)
+  assert config.max_grad_norm == 1.0
+  assert config.label_smoothing is None
+  assert config.num_training_epochs == 30.0
+  assert config.lr_configs.warmup_steps == 8390  # Scenic's 2.5 * 3356 = 8390.0.
+  assert config.lr_configs.steps_per_cycle == 30 * 3356
+  assert config.init_from.model_config.model.classifier == 'token'
+  assert config.init_from.checkpoint_path == 'path/to/vit_b16_imagenet21k'
+  # Keys the file never sets take vivit_jax's defaults.
+  assert config.optimizer_configs.momentum == 0.9
+  assert config.model.stochastic_droplayer_rate == 0.0
+
+
+def test_scenic_large_fe_ssv2_settings():
+  with pytest.warns(ConfigWarning):
+    config = load_config(SCENIC_LARGE_FE_SSV2)
+  m = config.model
+  assert m.attention_config.type == 'factorized_encoder'
+  assert tuple(m.patches.size) == (16, 16, 2)  # The second assignment wins.
+  assert m.hidden_size == 1024
+  s, t = m.spatial_transformer, m.temporal_transformer
+  assert (s.num_heads, s.mlp_dim, s.num_layers) == (16, 4096, 24)
+  assert (t.num_heads, t.mlp_dim, t.num_layers) == (16, 4096, 4)
+  assert m.stochastic_droplayer_rate == 0.3
+  d = config.dataset_configs
+  assert d.num_classes == 174
+  assert (d.min_resize, d.crop_size) == (288, 256)
+  assert d.augmentation_params.do_rand_augment is True
+  assert d.augmentation_params.rand_augment_magnitude == 20
+  assert config.mixup.alpha == 0.3
+  assert config.label_smoothing == 0.3
+  assert config.lr_configs.warmup_steps == 168913 // 64 // 2
+  assert config.init_from.checkpoint_path is None  # Reset at the end of the file, as Scenic's is.
+  assert config.init_from.positional_embed_size_change == 'resize'
+
+
+def test_scenic_base_k400_builds_the_88954000_parameter_model():
+  with pytest.warns(ConfigWarning):
+    config = load_config(SCENIC_BASE_K400)
+  count, logits = abstract_params(config, 32, 224)
+  assert count == 88_954_000
+  assert logits == (1, 400)
+
+
+def test_scenic_large_fe_ssv2_builds():
+  with pytest.warns(ConfigWarning):
+    config = load_config(SCENIC_LARGE_FE_SSV2)
+  count, logits = abstract_params(config, 32, 256)
+  d, mlp, classes = 1024, 4096, 174
+  expected = (
+      2 * 16 * 16 * 3 * d + d  # Tubelet embedding.
+      + d + (1 + 16 * 16) * d + 24 * vit_block_params(d, mlp) + 2 * d  # Spatial: cls, posemb, blocks, norm.
+      + d + (1 + 16) * d + 4 * vit_block_params(d, mlp) + 2 * d  # Temporal: cls, posemb, blocks, norm.
+      + d * classes + classes)  # Head.
+  assert count == expected
+  assert logits == (1, classes)
+
+
+def test_scenic_epic_style_without_num_classes_takes_the_sum_of_class_splits():
+  config = scenic_config()
+  config.model_name = 'vivit_multihead_classification'
+  del config.dataset_configs['num_classes']  # Scenic's EPIC file sets none.
+  config.dataset_configs.class_splits = [300, 97]
+  config.dataset_configs.split_names = ['noun', 'verb']
+  assert load_config(config).dataset_configs.num_classes == 397
+
+
+def test_scenic_fractional_warmup_steps_load():
+  config = scenic_config()
+  config.lr_configs.warmup_steps = 2.5 * (363213 // 64)
+  assert abs(load_config(config).lr_configs.warmup_steps - 14187.5) <= 0.5
+
+
+# Errors name the key and suggest the fix.
+
+
+def test_misspelt_top_level_key():
+  config = scenic_config()
+  config.batchsize = 32
+  message = error_of(config)
+  assert "unknown config key 'batchsize'" in message
+  assert "did you mean 'batch_size'?" in message
+
+
+def test_misspelt_nested_key():
+  config = scenic_config()
+  config.model.hiden_size = 512
+  message = error_of(config)
+  assert "unknown config key 'model.hiden_size'" in message
+  assert "did you mean 'model.hidden_size'?" in message
+
+
+def test_key_at_the_wrong_level():
+  config = scenic_config()
+  config.num_classes = 400
+  message = error_of(config)
+  assert "unknown config key 'num_classes'" in message
+  assert "did you mean 'dataset_configs.num_classes'?" in message
+
+
+def test_wrong_type_number_of_layers(tmp_path):
+  path = scenic_file_with(tmp_path, ('config.model.num_layers = 12', "config.model.num_layers = 'twelve'"))
+  message = error_of(path)
+  assert message.startswith(path)
+  assert "'model.num_layers' must be an integer" in message
+  assert "'twelve'" in message
+
+
+def test_wrong_type_patch_size(tmp_path):
+  path = scenic_file_with(tmp_path, ('config.model.patches.size = [16, 16, 2]', 'config.model.patches.size = 16'))
+  message = error_of(path)
+  assert "'model.patches.size' must be a list" in message
+  assert 'int 16' in message
+
+
+@pytest.mark.parametrize('kind, model_number', [('factorized_self_attention_block', 3),
+                                                ('factorized_dot_product_attention', 4)])
+def test_token_classifier_without_a_class_token(kind, model_number):
+  config = scenic_config()
+  config.model.attention_config.type = kind
+  config.model.classifier = 'token'
+  message = error_of(config)
+  assert "'model.classifier' is 'token'" in message
+  assert f'(Model {model_number}) has no class token' in message
+  assert "expected 'gap'" in message
+
+
+def test_patches_that_do_not_divide_the_crop():
+  config = scenic_config()
+  config.dataset_configs.crop_size = 200
+  message = error_of(config)
+  assert "does not divide 'dataset_configs.crop_size' 200" in message
+  assert 'multiple of 16x16' in message
+
+
+def test_tubelet_time_that_does_not_divide_the_frames():
+  config = scenic_config()
+  config.dataset_configs.num_frames = 31
+  message = error_of(config)
+  assert "'model.patches.size' time 2 does not divide 'dataset_configs.num_frames' 31" in message
+
+
+def test_bad_choice_with_suggestion():
+  config = scenic_config()
+  config.model.attention_config.type = 'spacetim'
+  message = error_of(config)
+  assert "'model.attention_config.type' is 'spacetim'" in message
+  assert "did you mean 'spacetime'?" in message
+
+
+def test_learning_rate_factor_typo():
+  config = scenic_config()
+  config.lr_configs.factors = 'constant * cosine_decay * linear_wramup'
+  message = error_of(config)
+  assert "'lr_configs.factors' has unknown factor 'linear_wramup'" in message
+  assert "did you mean 'linear_warmup'?" in message
+
+
+def test_multihead_without_class_splits():
+  config = scenic_config()
+  config.model_name = 'vivit_multihead_classification'
+  message = error_of(config)
+  assert "'vivit_multihead_classification' needs 'dataset_configs.class_splits'" in message
+
+
+def test_class_splits_that_do_not_sum_to_num_classes():
+  config = scenic_config()
+  config.model_name = 'vivit_multihead_classification'
+  config.dataset_configs.num_classes = 397
+  config.dataset_configs.class_splits = [300, 96]
+  message = error_of(config)
+  assert "'dataset_configs.class_splits' [300, 96] sums to 396" in message
+  assert "'dataset_configs.num_classes' is 397" in message
+
+
+def test_key_and_type_problems_are_reported_together(tmp_path):
+  path = scenic_file_with(
+      tmp_path, ('config.rng_seed = 0', 'config.rngseed = 0'),
+      ('config.model.hidden_size = 768', 'config.model.hiden_size = 768'),
+      ('config.model.num_layers = 12', "config.model.num_layers = 'twelve'"))
+  message = error_of(path)
+  assert '3 problems' in message
+  assert "unknown config key 'rngseed'; did you mean 'rng_seed'?" in message
+  assert "unknown config key 'model.hiden_size'; did you mean 'model.hidden_size'?" in message
+  assert "'model.num_layers' must be an integer" in message
+
+
+def test_combination_problems_are_reported_together():
+  config = scenic_config()
+  config.model.attention_config.type = 'factorized_self_attention_block'
+  config.dataset_configs.crop_size = 200
+  config.dataset_configs.num_frames = 31
+  message = error_of(config)
+  assert '3 problems' in message
+  assert 'has no class token' in message
+  assert "'dataset_configs.crop_size' 200" in message
+  assert "'dataset_configs.num_frames' 31" in message
+
+
+# Files, presets and overrides.
+
+
+def test_config_file_that_does_not_parse(tmp_path):
+  path = tmp_path / 'broken.py'
+  path.write_text('def get_config(:\n  return None\n')
+  with pytest.raises(ConfigError) as info:
+    load_config(str(path))
+  assert str(path) in str(info.value)
+  assert 'does not parse' in str(info.value)
+
+
+def test_missing_config_file(tmp_path):
+  path = tmp_path / 'missing.py'
+  with pytest.raises(ConfigError, match='not found'):
+    load_config(str(path))
+
+
+def test_config_file_without_get_config(tmp_path):
+  path = tmp_path / 'empty.py'
+  path.write_text('X = 1\n')
+  with pytest.raises(ConfigError, match='defines no get_config'):
+    load_config(str(path))
+
+
+PRESET_FILE = textwrap.dedent('''\
+    """A config with presets: `file.py:tiny`."""
+    from configs import default
+
+
+    def get_config(arg=None):
+      config = default.get_config()
+      config.dataset_configs.num_classes = 10
+      if arg == 'tiny':
+        config.model.num_layers = 2
+        config.model.hidden_size = 64
+        config.model.num_heads = 2
+      elif arg is not None:
+        raise ValueError(f'unknown preset {arg!r}')
+      return config
+    ''')
+
+
+def test_file_presets(tmp_path):
+  path = tmp_path / 'with_presets.py'
+  path.write_text(PRESET_FILE)
+  full = load_config(str(path))
+  tiny = load_config(f'{path}:tiny')
+  assert (full.model.num_layers, full.model.hidden_size) == (12, 768)
+  assert (tiny.model.num_layers, tiny.model.hidden_size, tiny.model.num_heads) == (2, 64, 2)
+  with pytest.raises(ValueError, match='unknown preset'):
+    load_config(f'{path}:huge')
+
+
+def test_overrides():
+  config = load_config(SHIPPED_BASE_K400, overrides=['model.num_layers=2'])
+  assert config.model.num_layers == 2
+  config = load_config(SHIPPED_BASE_K400, overrides=['--config.model.num_layers=3',
+                                                     'init_from.checkpoint_path=/ckpt/vit_b16',
+                                                     'model.patches.size=(16, 16, 4)'])
+  assert config.model.num_layers == 3
+  assert config.init_from.checkpoint_path == '/ckpt/vit_b16'
+  assert tuple(config.model.patches.size) == (16, 16, 4)
+
+
+def test_overrides_on_a_scenic_config_with_a_none_subtree():
+  config = scenic_config(SCENIC_LARGE_FE_SSV2)
+  config.init_from.model_config = None
+  config = load_config(config, overrides=['init_from.model_config.model.classifier=gap'])
+  assert config.init_from.model_config.model.classifier == 'gap'
+
+
+def test_override_typo_is_rejected():
+  message = error_of(SHIPPED_BASE_K400, overrides=['model.num_layer=2'])
+  assert "unknown config key 'model.num_layer'" in message
+  assert "did you mean 'model.num_layers'?" in message
+
+
+def test_override_that_combines_badly_is_rejected():
+  message = error_of(SHIPPED_BASE_K400, overrides=['dataset_configs.crop_size=200'])
+  assert "'dataset_configs.crop_size' 200" in message
+
+
+def test_override_without_equals_sign_is_rejected():
+  with pytest.raises(ConfigError, match='not of the form key=value'):
+    load_config(SHIPPED_BASE_K400, overrides=['model.num_layers'])
+
+
+def test_wrongly_typed_override_is_a_config_error():
+  message = error_of(SHIPPED_BASE_K400, overrides=['model.num_layers=twelve'])
+  assert "'model.num_layers' must be an integer" in message
+
+
+def test_configdict_input_is_not_modified():
+  config = scenic_config()
+  before = config.to_dict()
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    load_config(config, overrides=['model.num_layers=2'])
+  assert config.to_dict() == before
+  assert isinstance(config, ml_collections.ConfigDict)
+
+
+def test_unknown_keys_and_bad_combinations_are_reported_together():
+  config = scenic_config()
+  config.model.hiden_size = 3
+  config.model.classifier = 'tokn'
+  config.dataset_configs.crop_size = 225
+  message = error_of(config)
+  assert "'model.hidden_size'" in message and "did you mean 'token'" in message
+  assert 'does not divide' in message and '3 problems' in message
+
+
+def test_errors_raised_by_a_config_file_name_the_file(tmp_path):
+  path = tmp_path / 'broken.py'
+  path.write_text('import ml_collections\nundefined_name\n')
+  with pytest.raises(ConfigError, match=r'broken\.py.*NameError'):
+    load_config(str(path))
+  path.write_text('def get_config():\n  return 3\n')
+  with pytest.raises(ConfigError, match=r'broken\.py.*returned int'):
+    load_config(str(path))
+
+
+def test_a_path_with_a_colon_and_a_preset(tmp_path):
+  folder = tmp_path / 'a:b'
+  folder.mkdir()
+  path = folder / 'preset.py'
+  path.write_text('from configs import default\n'
+                  'def get_config(arg=None):\n'
+                  '  c = default.get_config()\n'
+                  '  c.dataset_configs.num_classes = int(arg or 7)\n'
+                  '  return c\n')
+  assert load_config(str(path)).dataset_configs.num_classes == 7
+  assert load_config(f'{path}:9').dataset_configs.num_classes == 9
