@@ -52,7 +52,11 @@ def tubelet_kernel_init(method: Optional[str]):
 
 
 def uniform_frame_indices(num_frames: int, n_sampled_frames: int) -> np.ndarray:
-  """Scenic's uniform frame sampling: n frames at (k * T / (n + 1)), rounded; all frames when n >= T."""
+  """Scenic's uniform frame sampling: frames at k * T / (n + 1), rounded; all frames when n >= T.
+
+  Like Scenic's `sample_frames_uniformly`, the positions come from a float `arange`, which for some (T, n)
+  yields n + 1 frames (T=8, n=5 -> [1, 3, 4, 5, 7, 7]); kept so that Scenic checkpoints see the same tokens.
+  """
   if n_sampled_frames < num_frames:
     step = num_frames / (n_sampled_frames + 1)
     positions = np.arange(step, num_frames, step).astype(np.float32)
