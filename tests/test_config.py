@@ -174,28 +174,21 @@ def test_scenic_fractional_warmup_steps_load():
 # Errors name the key and suggest the fix.
 
 
-def test_misspelt_top_level_key():
+@pytest.mark.parametrize('path, value, suggestion', [
+    ('batchsize', 32, 'batch_size'),  # misspelt top-level key
+    ('model.hiden_size', 512, 'model.hidden_size'),  # misspelt nested key
+    ('num_classes', 400, 'dataset_configs.num_classes'),  # right name, wrong level
+])
+def test_unknown_key_names_the_closest_valid_key(path, value, suggestion):
   config = scenic_config()
-  config.batchsize = 32
+  *parents, leaf = path.split('.')
+  node = config
+  for parent in parents:
+    node = node[parent]
+  node[leaf] = value
   message = error_of(config)
-  assert "unknown config key 'batchsize'" in message
-  assert "did you mean 'batch_size'?" in message
-
-
-def test_misspelt_nested_key():
-  config = scenic_config()
-  config.model.hiden_size = 512
-  message = error_of(config)
-  assert "unknown config key 'model.hiden_size'" in message
-  assert "did you mean 'model.hidden_size'?" in message
-
-
-def test_key_at_the_wrong_level():
-  config = scenic_config()
-  config.num_classes = 400
-  message = error_of(config)
-  assert "unknown config key 'num_classes'" in message
-  assert "did you mean 'dataset_configs.num_classes'?" in message
+  assert f"unknown config key '{path}'" in message
+  assert f"did you mean '{suggestion}'?" in message
 
 
 def test_wrong_type_number_of_layers(tmp_path):

@@ -1,5 +1,9 @@
 """Tiny model configs shared by the tests (d=12, 2 heads, MLP 24, patches 4x4x2 on 8x16x16 clips)."""
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from configs import default
 from vivit_jax.config import validate_config
 
@@ -32,3 +36,15 @@ def tiny_config(kind='spacetime', classifier=None, num_classes=5, **overrides):
       node = node[p]
     node[leaf] = value
   return validate_config(c)
+
+
+def randomise(params, seed=1, std=0.2):
+  """Replaces every leaf (array or shape) with N(0, std^2) noise (N(1, std^2) for LayerNorm scales), so that
+  every weight, including the zero-initialised head, influences the logits."""
+  rng = np.random.default_rng(seed)
+
+  def noise(path, leaf):
+    centre = 1.0 if jax.tree_util.keystr(path).endswith("['scale']") else 0.0
+    return jnp.asarray(centre + std * rng.standard_normal(leaf.shape), jnp.float32)
+
+  return jax.tree_util.tree_map_with_path(noise, params)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.tiny import tiny_config
+from tests.tiny import randomise, tiny_config
 from vivit_jax.models import create_model
 
 VIDEO = (2, 8, 16, 16, 3)
@@ -132,19 +132,13 @@ def test_multihead_model_returns_all_heads_logits():
   assert model.apply({'params': params}, video).shape == (2, 7)
 
 
-def random_params(params, seed=0):
-  leaves, tree = jax.tree_util.tree_flatten(params)
-  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-  return tree.unflatten([0.3 * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
-
-
 @pytest.mark.parametrize('kind', ['spacetime', 'factorized_encoder', 'factorized_self_attention_block',
                                   'factorized_dot_product_attention'])
 def test_dropout_and_stochastic_depth_act_only_in_train_mode(kind):
   config = tiny_config(kind, model__dropout_rate=0.3, model__attention_dropout_rate=0.3,
                        model__stochastic_droplayer_rate=0.5)
   model, params, video = init(config)
-  params = random_params(params)
+  params = randomise(params)
   eval_a = model.apply({'params': params}, video, train=False)
   eval_b = model.apply({'params': params}, video, train=False)
   np.testing.assert_array_equal(eval_a, eval_b)  # deterministic and needs no rng
@@ -158,7 +152,7 @@ def test_dropout_and_stochastic_depth_act_only_in_train_mode(kind):
 def test_remat_changes_nothing_but_memory():
   plain = tiny_config('factorized_self_attention_block')
   model, params, video = init(plain)
-  params = random_params(params)
+  params = randomise(params)
   remat_model = create_model(tiny_config('factorized_self_attention_block', model__remat=True))
   assert flat_shapes(remat_model.init(jax.random.PRNGKey(0), video)['params']) == flat_shapes(params)
   loss = lambda m: lambda p: m.apply({'params': p}, video).sum()
@@ -192,7 +186,7 @@ def test_attention_kernels_zero_init_for_model_3():
 
 def test_forced_xla_attention_matches_default():
   model, params, video = init(tiny_config('spacetime'))
-  params = random_params(params)
+  params = randomise(params)
   forced = create_model(tiny_config('spacetime', model__attention_implementation='xla'))
   np.testing.assert_allclose(model.apply({'params': params}, video),
                              forced.apply({'params': params}, video), rtol=1e-6, atol=1e-6)

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from configs import default
 
+from tests.tiny import randomise, tiny_config
 from vivit_jax.models import create_model
 
 from . import numpy_reference
@@ -20,36 +20,18 @@ NUM_CLASSES = 5
 def make_config(attention='spacetime', classifier='token', patches=(4, 4, 2), hidden=12, heads=2,
                 representation_size=None, method='3d_conv', n_sampled_frames=None, order='time_space',
                 spatial_only_baseline=False, dtype='float32', num_frames=8, crop_size=16):
-  """A tiny ViViT config."""
-  c = default.get_config()
-  c.model_dtype_str = dtype
-  d = c.dataset_configs
-  d.num_classes, d.num_frames, d.crop_size = NUM_CLASSES, num_frames, crop_size
-  m = c.model
-  m.hidden_size, m.num_heads, m.mlp_dim, m.num_layers = hidden, heads, 2 * hidden, 2
-  m.patches.size = patches
-  m.dropout_rate = m.attention_dropout_rate = 0.0
-  m.classifier = classifier
-  m.representation_size = representation_size
-  m.attention_config.type = attention
-  m.attention_config.attention_order = order
-  m.attention_config.spatial_only_baseline = spatial_only_baseline
-  m.temporal_encoding_config.method = method
-  m.temporal_encoding_config.n_sampled_frames = n_sampled_frames
-  for enc, layers in ((m.spatial_transformer, 2), (m.temporal_transformer, 1)):
-    enc.num_heads, enc.mlp_dim, enc.num_layers = heads, 2 * hidden, layers
-  return c
-
-
-def randomise(params, seed=1, std=0.2):
-  """Replaces every leaf (array or shape) with N(0, std^2) noise (N(1, std^2) for LayerNorm scales)."""
-  rng = np.random.default_rng(seed)
-
-  def noise(path, leaf):
-    centre = 1.0 if jax.tree_util.keystr(path).endswith("['scale']") else 0.0
-    return jnp.asarray(centre + std * rng.standard_normal(leaf.shape), jnp.float32)
-
-  return jax.tree_util.tree_map_with_path(noise, params)
+  """A tiny ViViT config (2 layers; Model 2: 2 spatial and 1 temporal)."""
+  encoder = lambda name, layers: {f'model__{name}__num_heads': heads, f'model__{name}__mlp_dim': 2 * hidden,
+                                  f'model__{name}__num_layers': layers}
+  return tiny_config(
+      attention, classifier, num_classes=NUM_CLASSES, model_dtype_str=dtype,
+      dataset_configs__num_frames=num_frames, dataset_configs__crop_size=crop_size,
+      model__hidden_size=hidden, model__num_heads=heads, model__mlp_dim=2 * hidden, model__patches__size=patches,
+      model__representation_size=representation_size, model__attention_config__attention_order=order,
+      model__attention_config__spatial_only_baseline=spatial_only_baseline,
+      model__temporal_encoding_config__method=method,
+      model__temporal_encoding_config__n_sampled_frames=n_sampled_frames,
+      **encoder('spatial_transformer', 2), **encoder('temporal_transformer', 1))
 
 
 def init_shapes(model, video):
