@@ -1,70 +1,15 @@
-"""Loading and validating configs: Scenic's published style, error messages, presets and overrides."""
+"""Loading configs: Scenic's published style, files, presets and overrides."""
 
-import importlib.util
-import pathlib
 import re
 import textwrap
 import warnings
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import pytest
 
+from tests.config_testing import (SCENIC_BASE_K400, SCENIC_LARGE_FE_SSV2, SHIPPED_BASE_K400, STRAY_KEYS,
+                                  abstract_params, error_of, scenic_config, vit_block_params)
 from vivit_jax.config import ConfigError, ConfigWarning, load_config
-from vivit_jax.models import create_model
-
-FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
-SCENIC_BASE_K400 = str(FIXTURES / 'scenic_vivit_base_k400.py')
-SCENIC_LARGE_FE_SSV2 = str(FIXTURES / 'scenic_vivit_large_fe_ssv2.py')
-SHIPPED_BASE_K400 = str(pathlib.Path(__file__).parents[1] / 'configs' / 'kinetics400' / 'vivit_base_k400.py')
-STRAY_KEYS = {'datset_configs', 'dataset_configs.one_hot_labels'}
-
-
-def scenic_config(path=SCENIC_BASE_K400):
-  """The fixture's ConfigDict (built from scratch, as Scenic's are) without its two stray keys: no warnings."""
-  spec = importlib.util.spec_from_file_location('_fixture_' + pathlib.Path(path).stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  del config['datset_configs']
-  del config.dataset_configs['one_hot_labels']
-  return config
-
-
-def scenic_file_with(tmp_path, *replacements):
-  """A copy of the Scenic B/16x2 K400 fixture with lines replaced (without its stray keys: no warnings).
-
-  ml_collections fixes a field's type at its first assignment, so a wrong type must be written in the file.
-  """
-  text = pathlib.Path(SCENIC_BASE_K400).read_text()
-  for old, new in replacements + (
-      ('  config.datset_configs = ml_collections.ConfigDict()\n', ''),
-      ('  config.dataset_configs.one_hot_labels = True\n', '')):
-    assert text.count(old) == 1, old
-    text = text.replace(old, new)
-  path = tmp_path / 'scenic_edited.py'
-  path.write_text(text)
-  return str(path)
-
-
-def error_of(config, **kwargs):
-  with pytest.raises(ConfigError) as info:
-    load_config(config, **kwargs)
-  return str(info.value)
-
-
-def abstract_params(config, frames, crop):
-  """(parameter count, logits shape) of the config's model, without allocating anything."""
-  model = create_model(config)
-  logits, variables = jax.eval_shape(lambda: model.init_with_output(
-      jax.random.PRNGKey(0), jnp.zeros((1, frames, crop, crop, 3))))
-  return sum(x.size for x in jax.tree_util.tree_leaves(variables['params'])), logits.shape
-
-
-def vit_block_params(d, mlp):
-  """Pre-LN encoder block: q, k, v, out (kernels and biases), two LayerNorms, a two-layer MLP."""
-  return 4 * (d * d + d) + 2 * 2 * d + (d * mlp + mlp) + (mlp * d + d)
 
 
 # Scenic's published files.
@@ -171,125 +116,6 @@ def test_scenic_fractional_warmup_steps_load():
   assert abs(load_config(config).lr_configs.warmup_steps - 14187.5) <= 0.5
 
 
-# Errors name the key and suggest the fix.
-
-
-@pytest.mark.parametrize('path, value, suggestion', [
-    ('batchsize', 32, 'batch_size'),  # misspelt top-level key
-    ('model.hiden_size', 512, 'model.hidden_size'),  # misspelt nested key
-    ('num_classes', 400, 'dataset_configs.num_classes'),  # right name, wrong level
-])
-def test_unknown_key_names_the_closest_valid_key(path, value, suggestion):
-  config = scenic_config()
-  *parents, leaf = path.split('.')
-  node = config
-  for parent in parents:
-    node = node[parent]
-  node[leaf] = value
-  message = error_of(config)
-  assert f"unknown config key '{path}'" in message
-  assert f"did you mean '{suggestion}'?" in message
-
-
-def test_wrong_type_number_of_layers(tmp_path):
-  path = scenic_file_with(tmp_path, ('config.model.num_layers = 12', "config.model.num_layers = 'twelve'"))
-  message = error_of(path)
-  assert message.startswith(path)
-  assert "'model.num_layers' must be an integer" in message
-  assert "'twelve'" in message
-
-
-def test_wrong_type_patch_size(tmp_path):
-  path = scenic_file_with(tmp_path, ('config.model.patches.size = [16, 16, 2]', 'config.model.patches.size = 16'))
-  message = error_of(path)
-  assert "'model.patches.size' must be a list" in message
-  assert 'int 16' in message
-
-
-@pytest.mark.parametrize('kind, model_number', [('factorized_self_attention_block', 3),
-                                                ('factorized_dot_product_attention', 4)])
-def test_token_classifier_without_a_class_token(kind, model_number):
-  config = scenic_config()
-  config.model.attention_config.type = kind
-  config.model.classifier = 'token'
-  message = error_of(config)
-  assert "'model.classifier' is 'token'" in message
-  assert f'(Model {model_number}) has no class token' in message
-  assert "expected 'gap'" in message
-
-
-def test_patches_that_do_not_divide_the_crop():
-  config = scenic_config()
-  config.dataset_configs.crop_size = 200
-  message = error_of(config)
-  assert "does not divide 'dataset_configs.crop_size' 200" in message
-  assert 'multiple of 16x16' in message
-
-
-def test_tubelet_time_that_does_not_divide_the_frames():
-  config = scenic_config()
-  config.dataset_configs.num_frames = 31
-  message = error_of(config)
-  assert "'model.patches.size' time 2 does not divide 'dataset_configs.num_frames' 31" in message
-
-
-def test_bad_choice_with_suggestion():
-  config = scenic_config()
-  config.model.attention_config.type = 'spacetim'
-  message = error_of(config)
-  assert "'model.attention_config.type' is 'spacetim'" in message
-  assert "did you mean 'spacetime'?" in message
-
-
-def test_learning_rate_factor_typo():
-  config = scenic_config()
-  config.lr_configs.factors = 'constant * cosine_decay * linear_wramup'
-  message = error_of(config)
-  assert "'lr_configs.factors' has unknown factor 'linear_wramup'" in message
-  assert "did you mean 'linear_warmup'?" in message
-
-
-def test_multihead_without_class_splits():
-  config = scenic_config()
-  config.model_name = 'vivit_multihead_classification'
-  message = error_of(config)
-  assert "'vivit_multihead_classification' needs 'dataset_configs.class_splits'" in message
-
-
-def test_class_splits_that_do_not_sum_to_num_classes():
-  config = scenic_config()
-  config.model_name = 'vivit_multihead_classification'
-  config.dataset_configs.num_classes = 397
-  config.dataset_configs.class_splits = [300, 96]
-  message = error_of(config)
-  assert "'dataset_configs.class_splits' [300, 96] sums to 396" in message
-  assert "'dataset_configs.num_classes' is 397" in message
-
-
-def test_key_and_type_problems_are_reported_together(tmp_path):
-  path = scenic_file_with(
-      tmp_path, ('config.rng_seed = 0', 'config.rngseed = 0'),
-      ('config.model.hidden_size = 768', 'config.model.hiden_size = 768'),
-      ('config.model.num_layers = 12', "config.model.num_layers = 'twelve'"))
-  message = error_of(path)
-  assert '3 problems' in message
-  assert "unknown config key 'rngseed'; did you mean 'rng_seed'?" in message
-  assert "unknown config key 'model.hiden_size'; did you mean 'model.hidden_size'?" in message
-  assert "'model.num_layers' must be an integer" in message
-
-
-def test_combination_problems_are_reported_together():
-  config = scenic_config()
-  config.model.attention_config.type = 'factorized_self_attention_block'
-  config.dataset_configs.crop_size = 200
-  config.dataset_configs.num_frames = 31
-  message = error_of(config)
-  assert '3 problems' in message
-  assert 'has no class token' in message
-  assert "'dataset_configs.crop_size' 200" in message
-  assert "'dataset_configs.num_frames' 31" in message
-
-
 # Files, presets and overrides.
 
 
@@ -391,16 +217,6 @@ def test_configdict_input_is_not_modified():
     load_config(config, overrides=['model.num_layers=2'])
   assert config.to_dict() == before
   assert isinstance(config, ml_collections.ConfigDict)
-
-
-def test_unknown_keys_and_bad_combinations_are_reported_together():
-  config = scenic_config()
-  config.model.hiden_size = 3
-  config.model.classifier = 'tokn'
-  config.dataset_configs.crop_size = 225
-  message = error_of(config)
-  assert "'model.hidden_size'" in message and "did you mean 'token'" in message
-  assert 'does not divide' in message and '3 problems' in message
 
 
 def test_errors_raised_by_a_config_file_name_the_file(tmp_path):
