@@ -1,0 +1,1 @@
+"""Data sources: each yields decoded clips and labels."""
