@@ -222,15 +222,21 @@ def _all_paths(config: ConfigDict, prefix: str = '') -> List[str]:
 
 def _suggest(key: str, path: str, siblings: ConfigDict) -> str:
   """'; did you mean ...?' with the closest sibling key, or the closest key anywhere."""
-  close = difflib.get_close_matches(key, list(siblings.keys()), n=1, cutoff=0.6)
-  if close:
-    return f"; did you mean '{path[:len(path) - len(key)]}{close[0]}'?"
+  sibling = _did_you_mean(key, siblings.keys(), prefix=path[:len(path) - len(key)])
+  if sibling:
+    return sibling
   everywhere = _all_paths(default_config.get_config())
   same_leaf = sorted((p for p in everywhere if p.split('.')[-1] == key), key=lambda p: p.count('.'))
-  close = same_leaf or difflib.get_close_matches(path, everywhere, n=1, cutoff=0.6)
-  if close:
-    return f"; did you mean '{close[0]}'?"
-  return f" (valid keys here: {', '.join(sorted(siblings.keys()))})"
+  if same_leaf:
+    return f"; did you mean '{same_leaf[0]}'?"
+  return _did_you_mean(path, everywhere) or f" (valid keys here: {', '.join(sorted(siblings.keys()))})"
+
+
+def _did_you_mean(word: str, candidates: Iterable[Any], prefix: str = '') -> str:
+  """"; did you mean 'X'?" for the closest candidate, or '' when none is close."""
+  close = difflib.get_close_matches(str(word), [str(c) for c in candidates if c is not None], n=1,
+                                    cutoff=0.6)
+  return f"; did you mean '{prefix}{close[0]}'?" if close else ''
 
 
 def get_path(config: ConfigDict, path: str) -> Any:
@@ -251,15 +257,11 @@ def _choice_problems(config: ConfigDict) -> Iterable[str]:
   for path, choices in CHOICES.items():
     value = get_path(config, path)
     if value not in choices:
-      names = [c for c in choices if c is not None]
-      close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.6)
-      hint = f"; did you mean '{close[0]}'?" if close else ''
-      yield f"'{path}' is {value!r}; expected one of {list(choices)}{hint}"
+      yield f"'{path}' is {value!r}; expected one of {list(choices)}{_did_you_mean(value, choices)}"
   for factor in (f.strip() for f in config.lr_configs.factors.split('*')):
     if factor not in LR_FACTORS:
-      close = difflib.get_close_matches(factor, LR_FACTORS, n=1, cutoff=0.6)
-      hint = f"; did you mean '{close[0]}'?" if close else ''
-      yield f"'lr_configs.factors' has unknown factor '{factor}'; expected factors from {list(LR_FACTORS)}{hint}"
+      yield (f"'lr_configs.factors' has unknown factor '{factor}'; expected factors from {list(LR_FACTORS)}"
+             f'{_did_you_mean(factor, LR_FACTORS)}')
   for path in RATES:
     rate = get_path(config, path)
     if not 0.0 <= rate < 1.0:
@@ -330,4 +332,5 @@ def _label_problems(config: ConfigDict) -> Iterable[str]:
 
 def check_combinations(config: ConfigDict) -> List[str]:
   """Problems with values that are each valid but do not go together."""
-  return list(_choice_problems(config)) + list(_encoder_problems(config)) + list(_shape_problems(config)) + list(_label_problems(config))
+  checks = (_choice_problems, _encoder_problems, _shape_problems, _label_problems)
+  return [problem for check in checks for problem in check(config)]

@@ -46,17 +46,17 @@ def dot_product_attention(q, k, v, *, dropout_rate: float = 0.0, dropout_rng=Non
   return jax.nn.dot_product_attention(q, k, v, implementation=implementation)
 
 
-def axis_attention(q, k, v, axis: int, **kwargs):
+def axis_attention(q, k, v, axis: int, *, dropout_rate: float = 0.0, dropout_rng=None,
+                   deterministic: bool = True, implementation: Optional[str] = None):
   """Attention along axis 1 (time) or 2 (space) of `[B, T, S, h, dh]` inputs."""
   if axis == 2:
     b, t, s, h, dh = q.shape
     fold = lambda a: a.reshape(b * t, s, h, dh)
-    return dot_product_attention(fold(q), fold(k), fold(v), **kwargs).reshape(q.shape)
+    return dot_product_attention(fold(q), fold(k), fold(v), dropout_rate=dropout_rate, dropout_rng=dropout_rng,
+                                 deterministic=deterministic, implementation=implementation).reshape(q.shape)
   if axis != 1:
     raise ValueError(f'axis_attention attends along axis 1 (time) or 2 (space), got axis {axis}')
-  kwargs.pop('implementation', None)
-  return _einsum_attention(q, k, v, 1, kwargs.get('dropout_rate', 0.0), kwargs.get('dropout_rng'),
-                           kwargs.get('deterministic', True))
+  return _einsum_attention(q, k, v, 1, dropout_rate, dropout_rng, deterministic)
 
 
 def factorised_dot_product_attention(q, k, v, temporal_dims: int, *, dropout_rate: float = 0.0,
