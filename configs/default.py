@@ -135,9 +135,9 @@ def get_lr_configs():
   lr.factors = 'constant * cosine_decay * linear_warmup'  # '*'-separated factor names.
   lr.base_learning_rate = 0.1  # The 'constant' factor.
   lr.warmup_steps = 0.0  # Steps of linear warmup (may be fractional: Scenic writes 2.5 * steps_per_epoch).
-  lr.steps_per_cycle = _placeholder(int)  # Cosine / linear decay length; None: the whole run.
+  lr.steps_per_cycle = _placeholder(int)  # Cosine / linear decay cycle, counting the warmup; None: the run.
   lr.end_learning_rate = 0.0  # linear_decay: the final learning rate.
-  lr.timescale = 10_000  # rsqrt_decay: steps at which the decay starts.
+  lr.timescale = 10_000  # rsqrt_decay: factor sqrt(timescale / (steps after warmup + timescale)).
   lr.decay_events = _placeholder(list)  # piecewise_constant: steps at which the rate changes.
   lr.decay_factors = _placeholder(list)  # piecewise_constant: the factor after each event.
   return lr
@@ -150,7 +150,8 @@ def get_optimizer_configs():
   o.beta1 = 0.9  # adam / adamw: first-moment decay.
   o.beta2 = 0.999  # adam / adamw: second-moment decay.
   o.epsilon = 1e-8  # adam / adamw: denominator epsilon.
-  o.weight_decay = 0.0  # Decoupled weight decay (adamw, or any optimizer via optax.add_decayed_weights).
+  o.weight_decay = 0.0  # Decoupled weight decay, scaled by the learning rate (adamw; any optimizer).
+  o.decay_biases_and_norms = False  # Also decay biases and LayerNorm parameters (1-D leaves).
   return o
 
 
@@ -179,6 +180,11 @@ def get_config():
   config.label_smoothing = _placeholder(float)  # Label smoothing; None: none.
   config.mixup = ml_collections.ConfigDict()
   config.mixup.alpha = 0.0  # Mixup Beta(alpha, alpha); 0: no mixup.
+  config.cutmix = ml_collections.ConfigDict()
+  config.cutmix.alpha = 0.0  # CutMix box area ~ Beta(alpha, alpha), the same box in every frame; 0: off.
+  config.cutmix.switch_prob = 0.5  # With mixup and cutmix both on: probability of cutmix for a batch.
+  config.gradient_accumulation_steps = 1  # Split each batch into this many micro-batches (same update).
+  config.ema_decay = _placeholder(float)  # EMA of the params, evaluated beside them; None: no EMA.
   config.num_training_epochs = _placeholder(float)  # Training length in epochs (or set num_training_steps).
   config.num_training_steps = _placeholder(int)  # Training length in steps (or set num_training_epochs).
   config.batch_size = 64  # Global training batch size.
@@ -187,10 +193,17 @@ def get_config():
   config.lr_configs = get_lr_configs()
   config.init_from = get_init_from_config()
 
+  # Devices.
+  config.mesh = ml_collections.ConfigDict()  # Device mesh; -1 takes the devices the other axes leave.
+  config.mesh.data = -1  # Data parallelism (batch split, params replicated).
+  config.mesh.fsdp = 1  # Fully sharded data parallelism (batch split, params and optimizer state sharded).
+  config.mesh.model = 1  # Tensor parallelism (attention heads and MLP hidden units split).
+
   # Logging and checkpoints.
   config.write_summary = True  # Write TensorBoard summaries.
   config.checkpoint = True  # Write checkpoints.
-  config.checkpoint_steps = 1000  # Steps between checkpoints.
+  config.checkpoint_steps = 1000  # Steps between checkpoints (also saved at the end and on SIGTERM).
+  config.max_checkpoints_to_keep = 3  # Older checkpoints are deleted.
   config.log_summary_steps = 100  # Steps between training summaries.
   config.log_eval_steps = _placeholder(int)  # Steps between validation passes; None: once an epoch.
   config.count_flops = True  # Log the model's GFLOPs at the start.

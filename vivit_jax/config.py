@@ -70,6 +70,7 @@ CHOICES = {
 LR_FACTORS = ('constant', 'linear_warmup', 'cosine_decay', 'rsqrt_decay', 'linear_decay',
               'piecewise_constant')
 RATES = ('model.dropout_rate', 'model.attention_dropout_rate', 'model.stochastic_droplayer_rate')
+MESH_AXES = ('data', 'fsdp', 'model')
 
 
 def load_config(spec: Union[str, ConfigDict], overrides: Optional[Sequence[str]] = None) -> ConfigDict:
@@ -330,7 +331,27 @@ def _label_problems(config: ConfigDict) -> Iterable[str]:
     yield "set 'num_training_epochs' or 'num_training_steps', not both"
 
 
+def _training_problems(config: ConfigDict) -> Iterable[str]:
+  sizes = [config.mesh[a] for a in MESH_AXES]
+  if any(s == 0 or s < -1 for s in sizes) or sizes.count(-1) > 1:
+    yield (f"'mesh' is {dict(zip(MESH_AXES, sizes))}; expected positive sizes with at most one -1 "
+           '(the devices the other axes leave)')
+  k = config.gradient_accumulation_steps
+  if k < 1 or config.batch_size % k:
+    yield (f"'gradient_accumulation_steps' is {k}; expected a positive divisor of 'batch_size' "
+           f'({config.batch_size})')
+  if config.ema_decay is not None and not 0.0 <= config.ema_decay < 1.0:
+    yield f"'ema_decay' is {config.ema_decay}; expected a decay in [0, 1)"
+  if not 0.0 <= config.cutmix.switch_prob <= 1.0:
+    yield f"'cutmix.switch_prob' is {config.cutmix.switch_prob}; expected a probability in [0, 1]"
+  for path in ('mixup.alpha', 'cutmix.alpha'):
+    if get_path(config, path) < 0:
+      yield f"'{path}' is {get_path(config, path)}; expected alpha >= 0 (0 turns it off)"
+  if config.max_checkpoints_to_keep < 1:
+    yield f"'max_checkpoints_to_keep' is {config.max_checkpoints_to_keep}; expected at least 1"
+
+
 def check_combinations(config: ConfigDict) -> List[str]:
   """Problems with values that are each valid but do not go together."""
-  checks = (_choice_problems, _encoder_problems, _shape_problems, _label_problems)
+  checks = (_choice_problems, _encoder_problems, _shape_problems, _label_problems, _training_problems)
   return [problem for check in checks for problem in check(config)]
