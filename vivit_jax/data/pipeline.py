@@ -1,0 +1,180 @@
+"""Input pipelines: per-process batches whose content depends only on (seed, step), so a run resumes at the
+exact input position after any interruption, and evaluation passes that see every example exactly once.
+
+Every pipeline offers the same interface (`Pipeline`): `train_batches(start_step)` yields this process's rows
+of each global training batch from `start_step` on; `eval_batches(split)` yields padded batches whose
+`batch_mask` marks the real examples, ending after a single pass; `preprocessing` describes what the model
+expects (saved with every checkpoint).
+
+Batches are dicts in Scenic's layout: 'inputs' float [B, T, H, W, 3], 'label' float one-hot [B, C],
+'batch_mask' float [B].
+"""
+
+import queue
+import threading
+from typing import Any, Dict, Iterator, Optional
+
+import jax
+import ml_collections
+import numpy as np
+
+from vivit_jax.data.sources.synthetic import SyntheticMotion
+
+Batch = Dict[str, np.ndarray]
+
+
+class DataError(ValueError):
+  """A dataset that cannot be used as configured."""
+
+
+def _local_rows(global_size: int, process_index: int, process_count: int) -> slice:
+  if global_size % process_count:
+    raise DataError(f'batch size {global_size} is not divisible by the {process_count} processes')
+  local = global_size // process_count
+  return slice(process_index * local, (process_index + 1) * local)
+
+
+class Pipeline:
+  """Base of every pipeline: batching, padding and per-process slicing; subclasses provide examples."""
+
+  def __init__(self, config: ml_collections.ConfigDict, process_index: Optional[int] = None,
+               process_count: Optional[int] = None):
+    self.config = config
+    self.num_classes = config.dataset_configs.num_classes
+    self.batch_size = config.batch_size
+    self.eval_batch_size = config.eval_batch_size or config.batch_size
+    self.process_index = jax.process_index() if process_index is None else process_index
+    self.process_count = jax.process_count() if process_count is None else process_count
+    self.seed = config.rng_seed
+
+  # Subclasses implement these two.
+  def num_examples(self, split: str) -> int:
+    raise NotImplementedError
+
+  def examples(self, split: str, indices: np.ndarray) -> Batch:
+    """{'inputs': float32 [n, T, H, W, 3], 'label': one-hot [n, C]} for example `indices` of `split`."""
+    raise NotImplementedError
+
+  @property
+  def preprocessing(self) -> Dict[str, Any]:
+    d = self.config.dataset_configs
+    return {'dataset_name': self.config.dataset_name, 'num_frames': d.num_frames, 'stride': d.stride,
+            'min_resize': d.min_resize, 'crop_size': d.crop_size,
+            'value_range': [-1.0, 1.0] if d.zero_centering else [0.0, 1.0],
+            'num_classes': self.num_classes, 'label_names': self.label_names}
+
+  @property
+  def label_names(self):
+    return None
+
+  def _train_order(self, epoch: int) -> np.ndarray:
+    n = self.num_examples('train')
+    return np.random.default_rng([self.seed, epoch]).permutation(n)
+
+  def train_indices(self, step: int) -> np.ndarray:
+    """Global example indices of training batch `step`: consecutive epochs, each freshly shuffled."""
+    n = self.num_examples('train')
+    positions = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+    epochs = positions // n
+    out = np.empty_like(positions)
+    for epoch in np.unique(epochs):
+      where = epochs == epoch
+      out[where] = self._train_order(int(epoch))[positions[where] % n]
+    return out
+
+  def train_batch(self, step: int) -> Batch:
+    rows = _local_rows(self.batch_size, self.process_index, self.process_count)
+    batch = self.examples('train', self.train_indices(step)[rows])
+    batch['batch_mask'] = np.ones(len(batch['label']), np.float32)
+    return batch
+
+  def train_batches(self, start_step: int) -> Iterator[Batch]:
+    step = start_step
+    while True:
+      yield self.train_batch(step)
+      step += 1
+
+  def num_eval_batches(self, split: str) -> int:
+    return -(-self.num_examples(split) // self.eval_batch_size)
+
+  def eval_batches(self, split: str) -> Iterator[Batch]:
+    """One exact pass: the last batch is padded with masked copies of the first example."""
+    n = self.num_examples(split)
+    rows = _local_rows(self.eval_batch_size, self.process_index, self.process_count)
+    for b in range(self.num_eval_batches(split)):
+      indices = np.arange(b * self.eval_batch_size, (b + 1) * self.eval_batch_size)[rows]
+      mask = (indices < n).astype(np.float32)
+      batch = self.examples(split, np.where(indices < n, indices, 0))
+      batch['batch_mask'] = mask
+      yield batch
+
+
+class SyntheticPipeline(Pipeline):
+  """`dataset_name='synthetic'`: motion classes (data/sources/synthetic.py) at the config's clip size."""
+
+  def __init__(self, config, process_index=None, process_count=None):
+    super().__init__(config, process_index, process_count)
+    d = config.dataset_configs
+    missing = [s for s in ('train', 'validation') if d.examples_per_subset[s] is None]
+    if missing:
+      raise DataError("dataset_name 'synthetic' generates as many videos as "
+                      f"'dataset_configs.examples_per_subset' says; set {missing} (e.g. train=2048)")
+    self.source = SyntheticMotion(num_classes=self.num_classes, num_frames=d.num_frames,
+                                  height=d.crop_size, width=d.crop_size)
+    self.scale, self.offset = (2.0 / 255.0, -1.0) if d.zero_centering else (1.0 / 255.0, 0.0)
+
+  def num_examples(self, split: str) -> int:
+    n = self.config.dataset_configs.examples_per_subset[split]
+    if n is None:
+      raise DataError(f"'dataset_configs.examples_per_subset.{split}' is not set for dataset 'synthetic'")
+    return n
+
+  def examples(self, split: str, indices: np.ndarray) -> Batch:
+    raw = self.source.batch(split, indices)
+    inputs = raw['video'].astype(np.float32) * self.scale + self.offset
+    label = np.eye(self.num_classes, dtype=np.float32)[raw['label']]
+    return {'inputs': inputs, 'label': label}
+
+  @property
+  def label_names(self):
+    return [f'direction_{self.source.velocity(c)[0]:+.2f}_{self.source.velocity(c)[1]:+.2f}'
+            for c in range(self.num_classes)]
+
+
+PIPELINES = {'synthetic': SyntheticPipeline}
+
+
+def create_pipeline(config: ml_collections.ConfigDict, process_index: Optional[int] = None,
+                    process_count: Optional[int] = None) -> Pipeline:
+  """The pipeline for `config.dataset_name`."""
+  name = config.dataset_name
+  if name not in PIPELINES:
+    raise DataError(f"dataset_name '{name}': this build reads {sorted(PIPELINES)} only; DMVR TFRecords and "
+                    'TFDS video builders arrive with the data issue (#4)')
+  return PIPELINES[name](config, process_index, process_count)
+
+
+def prefetch(iterator: Iterator[Any], size: int) -> Iterator[Any]:
+  """Runs `iterator` in a background thread, `size` items ahead (exceptions re-raised in the consumer)."""
+  if size <= 0:
+    yield from iterator
+    return
+  items: 'queue.Queue[Any]' = queue.Queue(maxsize=size)
+  done = object()
+
+  def produce():
+    try:
+      for item in iterator:
+        items.put(item)
+    except BaseException as e:  # pylint: disable=broad-except
+      items.put(e)
+    items.put(done)
+
+  threading.Thread(target=produce, daemon=True).start()
+  while True:
+    item = items.get()
+    if item is done:
+      return
+    if isinstance(item, BaseException):
+      raise item
+    yield item
