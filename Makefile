@@ -18,10 +18,10 @@ venv: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
+# Trains configs/synthetic.py on the CPU into runs/demo and prints the results table (rerunning resumes, or
+# just prints the table of a finished run; `rm -rf runs/demo` to start over).
 demo: $(VENV)/.installed
-	@echo "make demo: the synthetic training demo arrives with the training issue (#3)."
-	@echo "Until then, try:  $(PY) scripts/model_table.py --paper"
-	@exit 2
+	JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m vivit_jax.main --config=configs/synthetic.py --workdir=runs/demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,191 @@
+"""End-to-end training runs on tiny synthetic configs: every variant, resume, failure modes, init_from."""
+
+import os
+import pathlib
+import warnings
+
+import numpy as np
+import pytest
+
+from tests.train_testing import assert_trees_equal, host_tree, read_json, train_config
+from vivit_jax import train
+from vivit_jax.checkpoints import CheckpointError, CheckpointManager
+from vivit_jax.config import load_config
+
+ROOT = pathlib.Path(__file__).parents[1]
+VALID_METRICS = ('valid/accuracy', 'valid/accuracy_top_5', 'valid/loss')
+TRAIN_METRICS = ('train/loss', 'train/accuracy', 'learning_rate', 'grad_norm')
+
+
+@pytest.mark.parametrize('kind', ['spacetime', 'factorized_encoder', 'factorized_self_attention_block',
+                                  'factorized_dot_product_attention'])
+def test_two_steps_of_every_variant(tmp_path, kind):
+  workdir = str(tmp_path)
+  results = train.train_and_evaluate(train_config(kind, checkpoint_steps=1), workdir)
+  assert results['status'] == 'completed' and results['step'] == 2
+  metrics = results['metrics']
+  for name in TRAIN_METRICS + VALID_METRICS:
+    assert np.isfinite(metrics[name]), name
+  # 20 validation clips in batches of 8: one exact pass, the padding of the last batch masked out.
+  assert metrics['valid/num_videos'] == 20 and metrics['valid/num_views'] == 20
+  assert read_json(workdir, 'results.json') == results
+  config = read_json(workdir, 'config.json')
+  assert config['model']['attention_config']['type'] == kind
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2']
+  assert any(name.startswith('events.out.tfevents') for name in os.listdir(workdir))
+  meta = CheckpointManager(workdir).metadata(2)
+  assert meta['data']['next_step'] == 2
+  assert meta['preprocessing']['num_frames'] == 8 and meta['preprocessing']['crop_size'] == 16
+  assert meta['preprocessing']['value_range'] == [-1.0, 1.0]
+  assert len(meta['preprocessing']['label_names']) == 5
+  assert meta['config']['model']['attention_config']['type'] == kind
+
+
+def test_relative_workdir(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  results = train.train_and_evaluate(train_config('spacetime'), 'runs/relative')
+  assert results['status'] == 'completed'
+  assert CheckpointManager(str(tmp_path / 'runs' / 'relative')).all_steps() == [2]
+
+
+def test_every_regulariser_together_with_named_heads(tmp_path):
+  config = train_config(
+      'spacetime', model_name='vivit_multihead_classification', dataset_configs__class_splits=(2, 3),
+      dataset_configs__split_names=('verb', 'noun'), label_smoothing=0.1, mixup__alpha=0.3, cutmix__alpha=1.0,
+      gradient_accumulation_steps=2, ema_decay=0.9, model__stochastic_droplayer_rate=0.2,
+      model__dropout_rate=0.1, model__attention_dropout_rate=0.1, l2_decay_factor=1e-4, max_grad_norm=1.0,
+      optimizer='adamw', optimizer_configs__weight_decay=0.05)
+  _, results = train.train(config, str(tmp_path))
+  metrics = results['metrics']
+  for head in ('verb', 'noun'):
+    for prefix in ('valid', 'valid_ema'):
+      assert 0.0 <= metrics[f'{prefix}/{head}/accuracy'] <= 1.0
+      assert np.isfinite(metrics[f'{prefix}/{head}/loss'])
+  assert metrics['valid/num_videos'] == 20 and metrics['valid_ema/num_videos'] == 20
+
+
+class _StopAt:
+  """A PreemptionWatcher stand-in that asks to stop once, at `step` (as a SIGTERM would)."""
+
+  def __init__(self, step):
+    self.step = step
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    return None
+
+  def should_stop(self, step):
+    return step == self.step
+
+
+def test_interrupted_run_resumes_bitwise(tmp_path, monkeypatch):
+  config = train_config('factorized_encoder', num_training_steps=5, model__dropout_rate=0.1,
+                        mixup__alpha=0.5, ema_decay=0.5)
+  straight, _ = train.train(config, str(tmp_path / 'straight'))
+
+  with monkeypatch.context() as patch:
+    patch.setattr(train, 'PreemptionWatcher', lambda: _StopAt(3))
+    _, first = train.train(config, str(tmp_path / 'resumed'))
+  assert first['status'] == 'preempted' and first['step'] == 3
+  assert CheckpointManager(str(tmp_path / 'resumed')).all_steps() == [3]
+  resumed, second = train.train(config, str(tmp_path / 'resumed'))
+  assert second['status'] == 'completed' and second['step'] == 5
+  assert int(resumed.step) == 5
+  assert_trees_equal(resumed, straight)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  config = train_config('spacetime', num_training_steps=4, checkpoint_steps=1, optimizer='sgd',
+                        lr_configs__base_learning_rate=1e30, lr_configs__factors='constant')
+  with pytest.raises(train.NonFiniteLossError, match=r'train/loss is (nan|inf|-inf) at step \d') as error:
+    train.train(config, str(tmp_path))
+  bad_step = int(str(error.value).split('at step ')[1].split(';')[0])
+  assert bad_step >= 2
+  assert CheckpointManager(str(tmp_path)).all_steps()[-1] == bad_step - 1
+  assert read_json(str(tmp_path), 'results.json')['status'].startswith('failed')
+
+
+def _truncate_state_files(step_dir):
+  for root, _, files in os.walk(os.path.join(step_dir, 'state')):
+    for name in files:
+      with open(os.path.join(root, name), 'r+b') as f:
+        f.truncate(0)
+
+
+def test_unreadable_latest_checkpoint_falls_back_with_a_warning(tmp_path):
+  workdir = str(tmp_path)
+  train.train(train_config('factorized_encoder', num_training_steps=4, checkpoint_steps=2), workdir)
+  _truncate_state_files(os.path.join(workdir, 'checkpoints', '4'))
+  with pytest.warns(RuntimeWarning, match=r'checkpoints/4'):
+    state, results = train.train(train_config('factorized_encoder', num_training_steps=6, checkpoint_steps=2),
+                                 workdir)
+  assert results['status'] == 'completed' and int(state.step) == 6
+  assert CheckpointManager(workdir).latest_step() == 6
+
+
+def test_checkpoint_of_another_model_is_an_error_naming_the_parameters(tmp_path):
+  workdir = str(tmp_path)
+  train.train(train_config('spacetime'), workdir)
+  with pytest.raises(CheckpointError) as error:
+    train.train(train_config('spacetime', model__mlp_dim=32, num_training_steps=4), workdir)
+  message = str(error.value)
+  assert 'MlpBlock_0/Dense_0/kernel' in message and '(12, 24)' in message and '(12, 32)' in message
+
+
+def test_init_from_a_workdir_loads_everything_but_the_head(tmp_path):
+  source = str(tmp_path / 'source')
+  trained, _ = train.train(train_config('spacetime'), source)
+  config = train_config('spacetime', init_from__checkpoint_path=source, init_from__checkpoint_format='auto',
+                        rng_seed=7)
+  run = train.setup(config, str(tmp_path / 'target'))
+  state, metadata = train.restore_or_initialise(run, CheckpointManager(str(tmp_path / 'target')))
+  assert metadata == {} and int(state.step) == 0
+  loaded, original = host_tree(state.params), host_tree(trained.params)
+  assert_trees_equal(loaded['Transformer'], original['Transformer'])
+  assert_trees_equal(loaded['embedding'], original['embedding'])
+  assert not np.array_equal(loaded['output_projection']['kernel'], original['output_projection']['kernel'])
+
+
+def test_workdir_checkpoint_wins_over_init_from(tmp_path):
+  source, target = str(tmp_path / 'source'), str(tmp_path / 'target')
+  train.train(train_config('spacetime'), source)
+  own, _ = train.train(train_config('spacetime', rng_seed=3), target)
+  config = train_config('spacetime', rng_seed=3, init_from__checkpoint_path=source,
+                        init_from__checkpoint_format='auto')
+  state, _ = train.restore_or_initialise(train.setup(config, target), CheckpointManager(target))
+  assert_trees_equal(state.params, own.params)
+
+
+def test_init_from_other_formats_is_a_clear_error(tmp_path):
+  config = train_config('spacetime', init_from__checkpoint_path=str(tmp_path),
+                        init_from__checkpoint_format='scenic')
+  run = train.setup(config, str(tmp_path / 'target'))
+  with pytest.raises(ValueError, match='vivit_jax workdirs'):
+    train.restore_or_initialise(run, CheckpointManager(str(tmp_path / 'target')))
+
+
+def test_epochs_convert_to_steps_with_the_dataset_size():
+  config = train_config('spacetime', num_training_steps=None, num_training_epochs=2.5)
+  assert train.training_length(config, 64) == (10, 4.0)
+  assert train.training_length(config, 70) == (11, 4.375)
+  with pytest.raises(ValueError, match='num_training_epochs'):
+    train.training_length(train_config('spacetime', num_training_steps=None), 64)
+
+
+def test_batch_that_the_mesh_cannot_split_is_an_error():
+  with pytest.raises(ValueError, match='eval_batch_size is 12'):
+    train.setup(train_config('spacetime', eval_batch_size=12))
+
+
+def test_synthetic_config_and_its_tiny_preset_load():
+  config = load_config(str(ROOT / 'configs' / 'synthetic.py'))
+  assert config.dataset_name == 'synthetic'
+  assert config.model.attention_config.type == 'factorized_encoder'
+  assert not config.dataset_configs.augmentation_params.do_flip
+  tiny = load_config(str(ROOT / 'configs' / 'synthetic.py') + ':tiny')
+  assert tiny.num_training_steps < 10
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    train.setup(tiny)
