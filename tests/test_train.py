@@ -189,3 +189,10 @@ def test_synthetic_config_and_its_tiny_preset_load():
   with warnings.catch_warnings():
     warnings.simplefilter('error')
     train.setup(tiny)
+
+
+def test_any_shipped_config_can_train_on_synthetic_videos():
+  config = load_config(str(ROOT / 'configs' / 'kinetics400' / 'vivit_base_k400.py'),
+                       ['dataset_name=synthetic', 'batch_size=2'])
+  batch = train.pipeline_lib.create_pipeline(config).train_batch(0)
+  assert batch['inputs'].shape == (2, 32, 224, 224, 3) and batch['label'].shape == (2, 400)
