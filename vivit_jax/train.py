@@ -157,6 +157,7 @@ class _Loop:
     self.pending: List[Tuple[int, Dict[str, Any]]] = []
 
   def flush(self) -> None:
+    self.manager.check_for_errors()  # A failed background save stops the run now, not at the next save.
     if self.pending:
       step = self.pending[-1][0]
       self.reporter.write(step, _mean_metrics(self.pending))

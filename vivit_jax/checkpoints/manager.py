@@ -307,6 +307,10 @@ class CheckpointManager:
     """Blocks until background saves are committed; raises their errors, if any."""
     self._manager.wait_until_finished()
 
+  def check_for_errors(self) -> None:
+    """Raises, without waiting, the error of a background save that has already failed."""
+    self._manager.check_for_errors()
+
   def close(self) -> None:
     """Finishes background work (saves, deletions of old steps) and releases resources."""
     self._manager.close()
