@@ -42,6 +42,10 @@ def get_dataset_configs():
   d.min_resize = 256  # Frames are resized so their shorter side is this many pixels.
   d.crop_size = 224  # Square crop fed to the model (height = width).
   d.zero_centering = True  # Scale pixel values to [-1, 1] (Scenic); False: [0, 1].
+  d.mean_rgb = _placeholder(list)  # Per-channel mean (0-255 scale) for mean/std normalisation; None: off.
+  d.std_rgb = _placeholder(list)  # Per-channel std (0-255 scale), with mean_rgb (e.g. ImageNet's).
+  d.short_video_mode = 'wrap'  # Videos shorter than a clip: 'wrap' around (Scenic) or 'pad' with the last frame.
+  d.tfds_name = _placeholder(str)  # dataset_name 'tfds': the builder, e.g. 'kinetics400' (data in base_dir).
   d.do_multicrop_test = True  # Run the multi-view test evaluation during training.
   d.log_test_epochs = 5  # Run the multi-view test every this many epochs.
   d.num_test_clips = 4  # Temporal views per video in the multi-view test.

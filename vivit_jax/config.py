@@ -66,6 +66,7 @@ CHOICES = {
     'lr_configs.learning_rate_schedule': ('compound',),
     'init_from.checkpoint_format': ('scenic', 'big_vision', 'vit_npz', 'huggingface', 'auto'),
     'init_from.positional_embed_size_change': ('tile', 'resize', 'resize_tile'),
+    'dataset_configs.short_video_mode': ('wrap', 'pad'),
 }
 LR_FACTORS = ('constant', 'linear_warmup', 'cosine_decay', 'rsqrt_decay', 'linear_decay',
               'piecewise_constant')
