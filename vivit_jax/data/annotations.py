@@ -1,0 +1,255 @@
+"""Annotations of video datasets downloaded by the user: which videos belong to which split, with which label.
+
+Three layouts, each a function `input_dir -> {split: [VideoEntry]}`:
+- 'kinetics': the official CSVs (`label,youtube_id,time_start,time_end,split`) and videos named
+  `{youtube_id}_{start:06d}_{end:06d}.{mp4,webm,mkv,avi}` anywhere below the download.
+- 'ssv2': Something-Something v2's `labels.json`, `train.json`, `validation.json`, `test.json` and `{id}.webm`.
+- 'folder': `{split}/{class}/{video}` folders, or `{split}.csv` files with the columns `path,label`.
+
+Split names are normalised to 'train', 'validation' and 'test'. An annotated video whose file is not found gets
+`path=None`, so that data preparation can list it as skipped rather than lose it silently.
+"""
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+import re
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v')  # In order of preference.
+_SPLIT_ALIASES = {'train': 'train', 'training': 'train', 'validation': 'validation', 'validate': 'validation',
+                  'val': 'validation', 'valid': 'validation', 'test': 'test', 'testing': 'test'}
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoEntry:
+  """One annotated video."""
+  split: str
+  video_id: str  # Unique within its split; the sort key that assigns videos to shards.
+  path: Optional[str]  # None: annotated, but no video file was found.
+  label: Optional[str]  # Class text; None for unlabeled (test) entries.
+  start: Optional[float] = None  # Seconds into the source video (Kinetics).
+  end: Optional[float] = None
+
+
+Entries = Dict[str, List[VideoEntry]]
+
+
+def normalize_split(name: str) -> Optional[str]:
+  """'validate', 'val', ... -> 'validation'; None for a name that is not a split."""
+  return _SPLIT_ALIASES.get(name.strip().lower())
+
+
+def _walk_files(input_dir: str) -> List[str]:
+  """Every file below input_dir, in a stable order."""
+  if not os.path.isdir(input_dir):
+    raise FileNotFoundError(f'{input_dir}: input directory not found')
+  paths = []
+  for root, dirs, files in os.walk(input_dir, followlinks=True):
+    dirs.sort()
+    paths.extend(os.path.join(root, name) for name in sorted(files))
+  return paths
+
+
+def _index_videos(files: Iterable[str]) -> Dict[str, str]:
+  """File name without extension -> path; where a name occurs twice, the preferred extension, then path."""
+  index = {}
+  rank = {ext: i for i, ext in enumerate(VIDEO_EXTENSIONS)}
+  for path in files:
+    stem, ext = os.path.splitext(os.path.basename(path))
+    if ext.lower() not in rank:
+      continue
+    old = index.get(stem)
+    if old is None or (rank[ext.lower()], path) < (rank[os.path.splitext(old)[1].lower()], old):
+      index[stem] = path
+  return index
+
+
+def _wanted(splits: Optional[Sequence[str]]) -> Optional[set]:
+  if splits is None:
+    return None
+  wanted = set()
+  for split in splits:
+    name = normalize_split(split)
+    if name is None:
+      raise ValueError(f'unknown split {split!r}; expected train, validation (or val, validate) or test')
+    wanted.add(name)
+  return wanted
+
+
+def _finish(entries: Dict[str, Dict[str, VideoEntry]], wanted: Optional[set]) -> Entries:
+  """Per split, entries sorted by video_id; only the wanted splits."""
+  return {split: [by_id[k] for k in sorted(by_id)] for split, by_id in sorted(entries.items())
+          if wanted is None or split in wanted}
+
+
+def _read_csv(path: str) -> List[Dict[str, str]]:
+  with open(path, newline='', encoding='utf-8-sig') as f:
+    return [{(k or '').strip(): (v or '').strip() for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _split_from_file_name(path: str) -> Optional[str]:
+  for word in re.split(r'[^a-z]+', os.path.splitext(os.path.basename(path))[0].lower()):
+    if normalize_split(word):
+      return normalize_split(word)
+  return None
+
+
+def _csv_header(path: str) -> List[str]:
+  """The column names of a CSV; none for a file that is not UTF-8 text."""
+  try:
+    with open(path, newline='', encoding='utf-8-sig') as f:
+      return [name.strip() for name in next(csv.reader(f), [])]
+  except (UnicodeDecodeError, csv.Error):
+    return []
+
+
+def kinetics_entries(input_dir: str, splits: Optional[Sequence[str]] = None) -> Entries:
+  """Kinetics-400/600/700 from the official CSVs and the clips found anywhere below input_dir.
+
+  A CSV without a 'split' column (Kinetics-700) takes the split from its file name (train, validate/val,
+  test); test CSVs may have no 'label' column. Clips are matched by file name, never by folder, so split
+  folders, class folders and flat downloads all work; `{youtube_id}.ext` is accepted when the full name is
+  absent.
+  """
+  wanted = _wanted(splits)
+  files = _walk_files(input_dir)
+  csvs = [p for p in files if p.lower().endswith('.csv') and 'youtube_id' in _csv_header(p)]
+  if not csvs:
+    raise FileNotFoundError(f'{input_dir}: no Kinetics annotation CSV (columns label,youtube_id,time_start,'
+                            'time_end,split) found below this directory')
+  videos = _index_videos(files)
+  entries: Dict[str, Dict[str, VideoEntry]] = {}
+  for csv_path in csvs:
+    file_split = _split_from_file_name(csv_path)
+    for line, row in enumerate(_read_csv(csv_path), start=2):
+      split = normalize_split(row['split']) if row.get('split') else file_split
+      if split is None:
+        raise ValueError(f'{csv_path}:{line}: no split (no split column, and the file name names none)')
+      try:
+        start, end = int(float(row['time_start'])), int(float(row['time_end']))
+      except (KeyError, ValueError) as e:
+        raise ValueError(f'{csv_path}:{line}: bad time_start/time_end in {row}') from e
+      video_id = f"{row['youtube_id']}_{start:06d}_{end:06d}"
+      path = videos.get(video_id) or videos.get(row['youtube_id'])
+      entries.setdefault(split, {})[video_id] = VideoEntry(split, video_id, path, row.get('label') or None,
+                                                           float(start), float(end))
+  return _finish(entries, wanted)
+
+
+def _find_json(files: Sequence[str], suffix: str) -> Optional[str]:
+  """'labels.json' matches labels.json and something-something-v2-labels.json."""
+  matches = [p for p in files if os.path.basename(p).lower().endswith(suffix)]
+  return min(matches, key=lambda p: (p.count(os.sep), p)) if matches else None
+
+
+def _read_json(path: str):
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f'{path}: cannot read JSON: {e}') from e
+
+
+def ssv2_labels(input_dir: str) -> Dict[str, int]:
+  """Something-Something v2's labels.json ({name: "index"}) found below input_dir."""
+  path = _find_json(_walk_files(input_dir), 'labels.json')
+  if path is None:
+    raise FileNotFoundError(f'{input_dir}: no labels.json (Something-Something v2 class names) below it')
+  return {name: int(index) for name, index in _read_json(path).items()}
+
+
+def ssv2_entries(input_dir: str, splits: Optional[Sequence[str]] = None) -> Entries:
+  """Something-Something v2: {split}.json lists of {id, label, template, placeholders} and {id}.webm files.
+
+  The class is the template with '[' and ']' removed, as in labels.json. A class that is not in labels.json
+  keeps its text and is logged; data preparation then lists the video as skipped. Test entries (no template)
+  are unlabeled.
+  """
+  wanted = _wanted(splits)
+  files = _walk_files(input_dir)
+  names = ssv2_labels(input_dir)
+  videos = _index_videos(files)
+  entries: Dict[str, Dict[str, VideoEntry]] = {}
+  for split in ('train', 'validation', 'test'):
+    path = _find_json(files, f'{split}.json')
+    if path is None or (wanted is not None and split not in wanted):
+      continue
+    items = _read_json(path)
+    if not isinstance(items, list):
+      raise ValueError(f'{path}: expected a list of {{id, label, template, placeholders}} objects')
+    by_id = entries.setdefault(split, {})
+    for item in items:
+      video_id = str(item['id'])
+      label = item['template'].replace('[', '').replace(']', '') if item.get('template') else None
+      if label is not None and label not in names:
+        logging.warning('%s: video %s has class %r, which labels.json does not list', path, video_id, label)
+      by_id[video_id] = VideoEntry(split, video_id, videos.get(video_id), label)
+  if not entries and wanted is None:
+    raise FileNotFoundError(f'{input_dir}: no train.json, validation.json or test.json below it')
+  return _finish(entries, wanted)
+
+
+def _folder_csv_entries(input_dir: str, csvs: Sequence[str]) -> Dict[str, Dict[str, VideoEntry]]:
+  entries: Dict[str, Dict[str, VideoEntry]] = {}
+  for csv_path in csvs:
+    split = normalize_split(os.path.splitext(os.path.basename(csv_path))[0])
+    for line, row in enumerate(_read_csv(csv_path), start=2):
+      if not row.get('path'):
+        raise ValueError(f'{csv_path}:{line}: empty path')
+      path = os.path.normpath(os.path.join(os.path.dirname(csv_path), row['path']))
+      video_id = os.path.splitext(os.path.relpath(path, input_dir))[0]
+      entries.setdefault(split, {})[video_id] = VideoEntry(
+          split, video_id, path if os.path.isfile(path) else None, row.get('label') or None)
+  return entries
+
+
+def _folder_tree_entries(input_dir: str, files: Sequence[str]) -> Dict[str, Dict[str, VideoEntry]]:
+  """{split}/{class}/{video}; a video directly in {split}/ is unlabeled."""
+  entries: Dict[str, Dict[str, VideoEntry]] = {}
+  for path in files:
+    if os.path.splitext(path)[1].lower() not in VIDEO_EXTENSIONS:
+      continue
+    parts = os.path.relpath(path, input_dir).split(os.sep)
+    split = normalize_split(parts[0]) if len(parts) > 1 else None
+    if split is None:
+      continue
+    label = parts[1] if len(parts) > 2 else None
+    video_id = os.path.splitext(os.path.relpath(path, input_dir))[0]
+    entries.setdefault(split, {})[video_id] = VideoEntry(split, video_id, path, label)
+  return entries
+
+
+def folder_entries(input_dir: str, splits: Optional[Sequence[str]] = None) -> Entries:
+  """Videos in `{split}/{class}/` folders, or listed in `{split}.csv` files (columns path,label).
+
+  CSV paths are relative to the CSV's directory; a CSV's split is its file name (train, val, ...). When such
+  CSVs exist anywhere below input_dir they are the annotation and folders are not scanned. video_id is the
+  video's path relative to input_dir without the extension.
+  """
+  wanted = _wanted(splits)
+  files = _walk_files(input_dir)
+  csvs = [p for p in files if p.lower().endswith('.csv')
+          and normalize_split(os.path.splitext(os.path.basename(p))[0]) and 'path' in _csv_header(p)]
+  entries = _folder_csv_entries(input_dir, csvs) if csvs else _folder_tree_entries(input_dir, files)
+  if not entries:
+    raise FileNotFoundError(f'{input_dir}: found neither {{split}}/{{class}}/ video folders nor {{split}}.csv '
+                            'files with a path column')
+  return _finish(entries, wanted)
+
+
+LAYOUTS: Dict[str, Callable[..., Entries]] = {
+    'kinetics': kinetics_entries, 'ssv2': ssv2_entries, 'folder': folder_entries}
+
+
+def label_names(entries: Entries, layout: str = '', input_dir: str = '') -> List[str]:
+  """The class order: sorted, stable and the same whichever splits are prepared.
+
+  For 'ssv2' (with input_dir) the sorted names in labels.json, so that classes without videos keep an
+  index; otherwise the sorted set of labels over all the given splits.
+  """
+  if layout == 'ssv2' and input_dir:
+    return sorted(ssv2_labels(input_dir))
+  return sorted({e.label for split_entries in entries.values() for e in split_entries if e.label is not None})

@@ -1,0 +1,241 @@
+"""Decoding and encoding videos with PyAV (which bundles FFmpeg), for data preparation and tests.
+
+`decode_video` returns every frame of a file as uint8 RGB, optionally resampled to a frame rate and resized so
+that the short side has a given length, the two things DMVR's generator does with the ffmpeg command line. Any
+file that yields no frame raises `VideoDecodeError`, whose reason says why (empty file, not a container, no
+video stream, no frame decodable); callers such as `prepare.py` list these reasons instead of crashing.
+
+Damaged files follow FFmpeg's command-line behaviour: a packet the decoder rejects is dropped and decoding goes
+on, and a file that ends early (truncated) returns the frames decoded before the end. Only a file from which not
+a single frame can be decoded is an error.
+"""
+
+import logging
+import math
+import os
+from typing import Iterator, List, Optional, Tuple
+
+import av
+import av.logging
+import numpy as np
+
+_VIDEO_CODECS = {  # extension -> (encoder, pixel format)
+    '.mp4': ('libx264', 'yuv420p'),
+    '.mkv': ('libx264', 'yuv420p'),
+    '.webm': ('libvpx-vp9', 'yuv420p'),
+    '.avi': ('mpeg4', 'yuv420p'),
+}
+# Limits on how much of a file FFmpeg reads to identify its format; a garbage file fails fast.
+_PROBE_OPTIONS = {'probesize': str(5 << 20), 'analyzeduration': str(5_000_000)}
+_TIME_EPSILON = 1e-4  # Seconds; absorbs float rounding when comparing frame and target times.
+_MAX_HOLD_SECONDS = 10.0  # Resampling repeats one frame for at most this long.
+
+
+class VideoDecodeError(ValueError):
+  """A video file that yields no frames; `reason` says why."""
+
+  def __init__(self, path: str, reason: str):
+    super().__init__(f'{path}: {reason}')
+    self.path = path
+    self.reason = reason
+
+
+def _describe(error: Exception) -> str:
+  """FFmpeg's message and its last logged error, without the file name (which the caller reports)."""
+  if isinstance(error, av.error.FFmpegError):
+    text = error.strerror or str(error)
+    if error.log:
+      text += f' ({error.log[1]}: {error.log[2].strip()})'
+    return text
+  return f'{type(error).__name__}: {error}'
+
+
+def _output_size(width: int, height: int, short_side: Optional[int]) -> Tuple[int, int]:
+  """(width, height) with min(width, height) == short_side and the aspect ratio kept."""
+  if not short_side or min(width, height) == short_side:
+    return width, height
+  scale = short_side / min(width, height)
+  if width <= height:
+    return short_side, max(1, round(height * scale))
+  return max(1, round(width * scale)), short_side
+
+
+def _to_rgb(frame: av.VideoFrame, size: Tuple[int, int]) -> np.ndarray:
+  width, height = size
+  if (frame.width, frame.height) != size:
+    frame = frame.reformat(width=width, height=height, format='rgb24', interpolation='AREA')
+  return frame.to_ndarray(format='rgb24')
+
+
+def _decoded_frames(path: str, container: av.container.InputContainer,
+                    stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+  """Frames in presentation order; rejected packets are dropped, an early end of the file stops."""
+  decoded, first_error = 0, None
+  packets = container.demux(stream)
+  while True:
+    try:
+      packet = next(packets)
+    except StopIteration:
+      break
+    except (av.error.FFmpegError, OSError) as e:  # Reading the file failed: truncated or unreadable.
+      first_error = first_error or e
+      break
+    try:
+      frames = packet.decode()
+    except av.error.FFmpegError as e:  # A damaged packet: drop it, as the ffmpeg command line does.
+      first_error = first_error or e
+      continue
+    for frame in frames:
+      decoded += 1
+      yield frame
+  if first_error is not None:
+    if not decoded:
+      raise VideoDecodeError(path, f'decoding failed at frame 0: {_describe(first_error)}')
+    logging.warning('%s: damaged or truncated; kept the %d frames decoded (%s)', path, decoded,
+                    _describe(first_error))
+
+
+def _frame_times(frames: Iterator[av.VideoFrame], rate: float) -> Iterator[Tuple[float, av.VideoFrame]]:
+  """(presentation time in seconds, frame); frames without a timestamp are placed at index / rate."""
+  for index, frame in enumerate(frames):
+    time = frame.time
+    yield (index / rate if time is None else float(time)), frame
+
+
+def _resample(timed: Iterator[Tuple[float, av.VideoFrame]], fps: Optional[float],
+              rate: float) -> Iterator[av.VideoFrame]:
+  """Frames at `fps`: output k shows the last input frame whose time is at most start + k / fps.
+
+  The video is taken to last until one native frame interval after its last frame, so resampling 12 frames
+  at 10 fps gives 6 frames at 5 fps and 24 at 20 fps. One input frame is repeated for at most
+  `_MAX_HOLD_SECONDS`; a longer gap between timestamps (a broken file) is skipped, not filled.
+  """
+  if not fps:
+    for _, frame in timed:
+      yield frame
+    return
+  start, previous, target, step = None, None, 0, 1.0 / fps
+  max_hold = math.ceil(_MAX_HOLD_SECONDS * fps)
+
+  def hold(frame: av.VideoFrame, until: float) -> Iterator[av.VideoFrame]:
+    nonlocal target
+    for _ in range(max_hold):
+      if start + target * step >= until - _TIME_EPSILON:
+        return
+      yield frame
+      target += 1
+    target = max(target, math.ceil((until - _TIME_EPSILON - start) / step))
+
+  for time, frame in timed:
+    if start is None:
+      start = time
+    if previous is not None:
+      yield from hold(previous[1], time)
+    previous = time, frame
+  if previous is not None:
+    yield from hold(previous[1], previous[0] + 1.0 / rate)
+
+
+def _native_rate(stream: av.video.stream.VideoStream) -> float:
+  for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+    if rate:
+      return float(rate)
+  return 25.0  # FFmpeg's own fallback when a stream declares no rate.
+
+
+def _decode(path: str, fps: Optional[float], short_side: Optional[int],
+            max_frames: Optional[int]) -> List[np.ndarray]:
+  try:
+    container = av.open(path, options=_PROBE_OPTIONS)
+  except (av.error.FFmpegError, OSError) as e:
+    raise VideoDecodeError(path, f'not a video container: {_describe(e)}') from e
+  with container:
+    if not container.streams.video:
+      raise VideoDecodeError(path, 'no video stream')
+    stream = container.streams.video[0]
+    stream.thread_type = 'AUTO'
+    rate = _native_rate(stream)
+    frames, size = [], None
+    for frame in _resample(_frame_times(_decoded_frames(path, container, stream), rate), fps, rate):
+      if size is None:
+        size = _output_size(frame.width, frame.height, short_side)
+      frames.append(_to_rgb(frame, size))
+      if max_frames and len(frames) >= max_frames:
+        break
+    return frames
+
+
+def decode_video(path: str, fps: Optional[float] = None, short_side: Optional[int] = None,
+                 max_frames: Optional[int] = None) -> np.ndarray:
+  """Decodes a video file to uint8 RGB frames [T, H, W, 3].
+
+  Args:
+    path: the video file (any container and codec FFmpeg reads).
+    fps: resample to this frame rate by presentation timestamps (each output frame is the last input frame
+      shown at its time); None or 0 keeps every decoded frame.
+    short_side: resize (area interpolation) so that min(H, W) == short_side, keeping the aspect ratio;
+      None or 0 keeps the size.
+    max_frames: stop after this many output frames; None decodes to the end.
+
+  Returns:
+    The frames. A damaged or truncated file returns the frames that could be decoded (a warning is logged).
+
+  Raises:
+    VideoDecodeError: the file is missing or empty, is not a container FFmpeg reads, has no video stream, or
+      yields no frame. Its `reason` says which.
+  """
+  if not os.path.isfile(path):
+    raise VideoDecodeError(path, 'file not found')
+  if os.path.getsize(path) == 0:
+    raise VideoDecodeError(path, 'empty file (0 bytes)')
+  previous_level = av.logging.get_level()
+  av.logging.set_level(av.logging.ERROR)  # So that FFmpeg's last error message joins the exception text.
+  try:
+    with av.logging.Capture(local=False):  # Keeps FFmpeg's messages off the console; the reasons carry them.
+      frames = _decode(path, fps, short_side, max_frames)
+  except VideoDecodeError:
+    raise
+  except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as e:
+    raise VideoDecodeError(path, f'decoding failed: {_describe(e)}') from e
+  finally:
+    av.logging.set_level(previous_level)
+  if not frames:
+    raise VideoDecodeError(path, 'no frames decoded')
+  return np.stack(frames)
+
+
+def encode_jpeg(frames: np.ndarray, quality: int = 90) -> List[bytes]:
+  """One baseline JPEG per frame of uint8 [T, H, W, 3] RGB frames, with TensorFlow's libjpeg."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only where JPEGs are made)
+  frames = np.asarray(frames)
+  if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+    raise ValueError(f'encode_jpeg expects uint8 frames [T, H, W, 3]; got {frames.dtype} {frames.shape}')
+  return [tf.io.encode_jpeg(frame, format='rgb', quality=int(quality)).numpy() for frame in frames]
+
+
+def write_video(path: str, frames: np.ndarray, fps: int = 10) -> None:
+  """Encodes uint8 [T, H, W, 3] RGB frames; the codec follows the extension.
+
+  .mp4 and .mkv: H.264 (libx264), .webm: VP9 (libvpx-vp9), .avi: MPEG-4 part 2; all yuv420p, so H and W
+  must be even. A keyframe every second. Meant for tests and tools.
+  """
+  extension = os.path.splitext(path)[1].lower()
+  if extension not in _VIDEO_CODECS:
+    raise ValueError(f'{path}: cannot choose a codec for extension {extension!r}; '
+                     f'expected one of {sorted(_VIDEO_CODECS)}')
+  frames = np.asarray(frames)
+  if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+    raise ValueError(f'{path}: write_video expects uint8 frames [T, H, W, 3] with T >= 1; '
+                     f'got {frames.dtype} {frames.shape}')
+  height, width = frames.shape[1:3]
+  if height % 2 or width % 2:
+    raise ValueError(f'{path}: frame size {height}x{width} must be even for yuv420p')
+  codec, pixel_format = _VIDEO_CODECS[extension]
+  with av.open(path, mode='w') as container:
+    stream = container.add_stream(codec, rate=int(fps))
+    stream.width, stream.height, stream.pix_fmt = width, height, pixel_format
+    stream.codec_context.gop_size = max(1, int(fps))
+    for array in frames:
+      frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format='rgb24')
+      container.mux(stream.encode(frame))
+    container.mux(stream.encode())
