@@ -150,10 +150,15 @@ def test_eval_batch_size_defaults_to_batch_size():
 # Construction errors.
 
 
-def test_unsupported_datasets_point_to_the_data_issue():
+def test_tfrecords_without_tables_name_the_key():
   config = tiny_config(dataset_name='video_tfrecord_dataset')
-  with pytest.raises(DataError, match="'video_tfrecord_dataset'.*#4"):
-    create_pipeline(config, 0, 1)
+  with pytest.raises(DataError, match=r"'dataset_configs.tables.train' is empty"):
+    create_pipeline(config, 0, 1).part('train')
+
+
+def test_tfds_without_a_builder_name_names_the_key():
+  with pytest.raises(DataError, match='tfds_name'):
+    create_pipeline(tiny_config(dataset_name='tfds'), 0, 1)
 
 
 def test_missing_examples_per_subset_is_named():

@@ -35,7 +35,7 @@ def _local_rows(global_size: int, process_index: int, process_count: int) -> sli
 
 
 class Pipeline:
-  """Base of every pipeline: batching, padding and per-process slicing; subclasses provide examples."""
+  """What the trainer and the evaluators read: batch sizes, per-process rows, splits and their sizes."""
 
   def __init__(self, config: ml_collections.ConfigDict, process_index: Optional[int] = None,
                process_count: Optional[int] = None):
@@ -47,12 +47,16 @@ class Pipeline:
     self.process_count = jax.process_count() if process_count is None else process_count
     self.seed = config.rng_seed
 
-  # Subclasses implement these two.
   def num_examples(self, split: str) -> int:
+    """Videos in `split` (all processes together)."""
     raise NotImplementedError
 
-  def examples(self, split: str, indices: np.ndarray) -> Batch:
-    """{'inputs': float32 [n, T, H, W, 3], 'label': one-hot [n, C]} for example `indices` of `split`."""
+  def train_batches(self, start_step: int) -> Iterator[Batch]:
+    """This process's rows of training batches `start_step`, `start_step + 1`, ... (forever)."""
+    raise NotImplementedError
+
+  def eval_batches(self, split: str) -> Iterator[Batch]:
+    """This process's rows of one exact pass over `split`, padded with `batch_mask` 0 rows."""
     raise NotImplementedError
 
   @property
@@ -66,6 +70,18 @@ class Pipeline:
   @property
   def label_names(self):
     return None
+
+  def local_rows(self, global_size: int) -> slice:
+    return _local_rows(global_size, self.process_index, self.process_count)
+
+
+class RandomAccessPipeline(Pipeline):
+  """A pipeline over a source that can produce any example by index (`examples(split, indices)`): batch
+  `s` is a pure function of (seed, s), so resuming needs nothing but the step."""
+
+  def examples(self, split: str, indices: np.ndarray) -> Batch:
+    """{'inputs': float32 [n, T, H, W, 3], 'label': one-hot [n, C]} for example `indices` of `split`."""
+    raise NotImplementedError
 
   def _train_order(self, epoch: int) -> np.ndarray:
     n = self.num_examples('train')
@@ -83,8 +99,7 @@ class Pipeline:
     return out
 
   def train_batch(self, step: int) -> Batch:
-    rows = _local_rows(self.batch_size, self.process_index, self.process_count)
-    batch = self.examples('train', self.train_indices(step)[rows])
+    batch = self.examples('train', self.train_indices(step)[self.local_rows(self.batch_size)])
     batch['batch_mask'] = np.ones(len(batch['label']), np.float32)
     return batch
 
@@ -100,7 +115,7 @@ class Pipeline:
   def eval_batches(self, split: str) -> Iterator[Batch]:
     """One exact pass: the last batch is padded with masked copies of the first example."""
     n = self.num_examples(split)
-    rows = _local_rows(self.eval_batch_size, self.process_index, self.process_count)
+    rows = self.local_rows(self.eval_batch_size)
     for b in range(self.num_eval_batches(split)):
       indices = np.arange(b * self.eval_batch_size, (b + 1) * self.eval_batch_size)[rows]
       mask = (indices < n).astype(np.float32)
@@ -109,7 +124,7 @@ class Pipeline:
       yield batch
 
 
-class SyntheticPipeline(Pipeline):
+class SyntheticPipeline(RandomAccessPipeline):
   """`dataset_name='synthetic'`: motion classes (data/sources/synthetic.py) at the config's clip size."""
 
   def __init__(self, config, process_index=None, process_count=None):
@@ -141,17 +156,15 @@ class SyntheticPipeline(Pipeline):
             for c in range(self.num_classes)]
 
 
-PIPELINES = {'synthetic': SyntheticPipeline}
-
-
 def create_pipeline(config: ml_collections.ConfigDict, process_index: Optional[int] = None,
                     process_count: Optional[int] = None) -> Pipeline:
-  """The pipeline for `config.dataset_name`."""
-  name = config.dataset_name
-  if name not in PIPELINES:
-    raise DataError(f"dataset_name '{name}': this build reads {sorted(PIPELINES)} only; DMVR TFRecords and "
-                    'TFDS video builders arrive with the data issue (#4)')
-  return PIPELINES[name](config, process_index, process_count)
+  """The pipeline for `config.dataset_name`: 'synthetic', 'video_tfrecord_dataset' (DMVR) or 'tfds'."""
+  from vivit_jax.data import video_pipeline  # pylint: disable=g-import-not-at-top
+  pipelines = {'synthetic': SyntheticPipeline, 'video_tfrecord_dataset': video_pipeline.DMVRPipeline,
+               'tfds': video_pipeline.TFDSPipeline}
+  if config.dataset_name not in pipelines:
+    raise DataError(f"dataset_name '{config.dataset_name}'; expected one of {sorted(pipelines)}")
+  return pipelines[config.dataset_name](config, process_index, process_count)
 
 
 def prefetch(iterator: Iterator[Any], size: int) -> Iterator[Any]:
