@@ -31,12 +31,13 @@ def make_videos(root: str, num_videos: int, frames: int, height: int, width: int
   return paths
 
 
-def _benchmark_config(base_dir: str, num_shards: int, batch_size: int, num_frames: int, crop_size: int):
+def _benchmark_config(base_dir: str, num_shards: int, batch_size: int, num_frames: int, crop_size: int,
+                      min_resize: int):
   c = default_config.get_config()
   c.dataset_name = 'video_tfrecord_dataset'
   d = c.dataset_configs
   d.base_dir, d.tables.train, d.num_classes = base_dir, f'train@{num_shards}', 2
-  d.num_frames, d.stride, d.min_resize, d.crop_size = num_frames, 2, 256, crop_size
+  d.num_frames, d.stride, d.min_resize, d.crop_size = num_frames, 2, min_resize, crop_size
   d.augmentation_params.do_jitter_scale = False  # The loop below does what remains: random crop and flip.
   c.batch_size = batch_size
   c.num_training_steps = 1
@@ -53,9 +54,10 @@ def _time_pipeline(config, num_batches: int) -> float:
   return num_batches * config.batch_size / (time.perf_counter() - start)
 
 
-def _python_loop_clip(path: str, rng: np.random.Generator, num_frames: int, crop_size: int) -> np.ndarray:
+def _python_loop_clip(path: str, rng: np.random.Generator, num_frames: int, crop_size: int,
+                      min_resize: int) -> np.ndarray:
   """The plain way: decode the whole video with PyAV, then index, crop, flip and scale with NumPy."""
-  frames = video_io.decode_video(path, short_side=256)
+  frames = video_io.decode_video(path, short_side=min_resize)
   span = (num_frames - 1) * 2 + 1
   start = int(rng.integers(0, max(1, len(frames) - span + 1)))
   clip = frames[np.arange(start, start + span, 2) % len(frames)]
@@ -67,27 +69,26 @@ def _python_loop_clip(path: str, rng: np.random.Generator, num_frames: int, crop
   return clip.astype(np.float32) * (2.0 / 255.0) - 1.0
 
 
-def _time_python_loop(paths, num_clips: int, num_frames: int, crop_size: int) -> float:
+def _time_python_loop(paths, num_clips: int, num_frames: int, crop_size: int, min_resize: int) -> float:
   rng = np.random.default_rng(0)
-  _python_loop_clip(paths[0], rng, num_frames, crop_size)  # Warm-up.
+  _python_loop_clip(paths[0], rng, num_frames, crop_size, min_resize)  # Warm-up.
   start = time.perf_counter()
   for i in range(num_clips):
-    _python_loop_clip(paths[i % len(paths)], rng, num_frames, crop_size)
+    _python_loop_clip(paths[i % len(paths)], rng, num_frames, crop_size, min_resize)
   return num_clips / (time.perf_counter() - start)
 
 
 def data_benchmark(work_dir: str, num_videos: int = 16, video_frames: int = 80, height: int = 256,
                    width: int = 340, batch_size: int = 8, num_batches: int = 8, num_frames: int = 32,
-                   crop_size: int = 224) -> Dict[str, Any]:
+                   crop_size: int = 224, min_resize: int = 256) -> Dict[str, Any]:
   """Train clips/s of the tf.data pipeline and of a plain PyAV loop on the same videos."""
   videos_dir, records_dir = os.path.join(work_dir, 'videos'), os.path.join(work_dir, 'dmvr')
   paths = make_videos(videos_dir, num_videos, video_frames, height, width)
-  report = prepare.prepare('folder', videos_dir, records_dir, output_format='dmvr', fps=0, short_side=256,
-                           splits=['train'], shards=4, log=lambda *_: None)
-  del report
-  config = _benchmark_config(records_dir, 4, batch_size, num_frames, crop_size)
+  prepare.prepare('folder', videos_dir, records_dir, output_format='dmvr', fps=0, short_side=min_resize,
+                  splits=['train'], shards=4, log=lambda *_: None)
+  config = _benchmark_config(records_dir, 4, batch_size, num_frames, crop_size, min_resize)
   pipeline = _time_pipeline(config, num_batches)
-  loop = _time_python_loop(paths, num_batches * batch_size, num_frames, crop_size)
+  loop = _time_python_loop(paths, num_batches * batch_size, num_frames, crop_size, min_resize)
   return {'clip': f'{num_frames}x{crop_size}x{crop_size}', 'videos': num_videos,
           'video_size': f'{video_frames}x{height}x{width}', 'cpu_count': os.cpu_count(),
           'tfdata_clips_per_s': round(pipeline, 2), 'pyav_loop_clips_per_s': round(loop, 2),
