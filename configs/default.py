@@ -118,7 +118,7 @@ def get_init_from_config():
   """`config.init_from`: initialisation from a pretrained checkpoint."""
   i = ml_collections.ConfigDict()
   i.checkpoint_path = _placeholder(str)  # Pretrained checkpoint; None: train from scratch.
-  i.checkpoint_format = 'scenic'  # scenic | big_vision | vit_npz | huggingface | auto.
+  i.checkpoint_format = 'scenic'  # scenic | big_vision | vit_npz | huggingface | vivit_jax | auto.
   i.model_config = ml_collections.ConfigDict()  # The source model's config (any Scenic model config).
   i.model_config.model = ml_collections.ConfigDict()
   i.model_config.model.classifier = 'token'  # The source model's classifier: 'token' or 'gap'.

@@ -64,7 +64,7 @@ CHOICES = {
     'model.attention_implementation': (None, 'xla', 'cudnn'),
     'optimizer': ('momentum', 'sgd', 'nesterov', 'adam', 'adamw'),
     'lr_configs.learning_rate_schedule': ('compound',),
-    'init_from.checkpoint_format': ('scenic', 'big_vision', 'vit_npz', 'huggingface', 'auto'),
+    'init_from.checkpoint_format': ('scenic', 'big_vision', 'vit_npz', 'huggingface', 'vivit_jax', 'auto'),
     'init_from.positional_embed_size_change': ('tile', 'resize', 'resize_tile'),
     'dataset_configs.short_video_mode': ('wrap', 'pad'),
 }

@@ -65,6 +65,7 @@ class Pipeline:
     return {'dataset_name': self.config.dataset_name, 'num_frames': d.num_frames, 'stride': d.stride,
             'min_resize': d.min_resize, 'crop_size': d.crop_size,
             'value_range': [-1.0, 1.0] if d.zero_centering else [0.0, 1.0],
+            'mean_rgb': list(d.mean_rgb) if d.mean_rgb else None, 'std_rgb': list(d.std_rgb) if d.std_rgb else None,
             'num_classes': self.num_classes, 'label_names': self.label_names}
 
   @property
