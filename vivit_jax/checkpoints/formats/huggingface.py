@@ -38,7 +38,6 @@ config when it has one); `save_huggingface` writes a preprocessor config reprodu
 import json
 import os
 import re
-import warnings
 from typing import Any, Optional
 
 import ml_dtypes
@@ -46,16 +45,15 @@ import numpy as np
 import safetensors.numpy
 from flax import traverse_util
 
+from vivit_jax.checkpoints.formats.huggingface_config import (  # noqa: F401  (re-exported)
+    ARCHITECTURES, FLAX_LAYER_NORM_EPS, TANH_GELUS, _architecture, _check_numerics, hf_config_from,
+    label_names_from_hf, overrides_from_hf, preprocessing_from_hf, processor_config_from)
 from vivit_jax.checkpoints.manager import CheckpointError
 
 CONFIG_FILE = 'config.json'
 WEIGHTS_FILE = 'model.safetensors'
 INDEX_FILE = 'model.safetensors.index.json'
 PROCESSOR_FILES = ('preprocessor_config.json', 'video_preprocessor_config.json')
-ARCHITECTURES = {'VivitForVideoClassification': 'vivit', 'VivitModel': 'vivit',
-                 'ViTForImageClassification': 'vit', 'ViTModel': 'vit'}
-TANH_GELUS = ('gelu_fast', 'gelu_new', 'gelu_pytorch_tanh')
-FLAX_LAYER_NORM_EPS = 1e-6
 
 
 def _entries(modules) -> dict[str, tuple[str, str]]:
@@ -102,12 +100,6 @@ _LEGACY_LAYER = {  # transformers 4.x module inside `encoder.layer.{i}.` -> 5.x 
 }
 _LAYER_KEY = re.compile(r'(?:encoder\.layer|layers)\.(\d+)\.(.+)\.(weight|bias)')
 _OPTIONAL = ('pre_logits/', 'output_projection/', 'head/')
-_PROCESSOR_DEFAULTS = {  # transformers 5.23's VivitImageProcessor and ViTImageProcessor defaults.
-    'vivit': dict(rescale_factor=1 / 127.5, offset=True, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                  size={'shortest_edge': 256}),
-    'vit': dict(rescale_factor=1 / 255, offset=False, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                size={'height': 224, 'width': 224}),
-}
 
 
 # ---------------------------------------------------------------------------------------------------- reading
@@ -151,19 +143,6 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
   for shard in shards:
     tensors.update(_read_safetensors_file(os.path.join(path, shard)))
   return tensors
-
-
-def _architecture(hf_config: dict, source: str) -> tuple[str, str]:
-  """(architecture, model type) of a supported config, else a CheckpointError saying what is supported."""
-  model_type = hf_config.get('model_type')
-  architecture = (hf_config.get('architectures') or [None])[0]
-  if architecture is None and model_type in ('vivit', 'vit'):
-    architecture = {'vivit': 'VivitForVideoClassification', 'vit': 'ViTModel'}[model_type]
-  if ARCHITECTURES.get(architecture) != model_type:
-    raise CheckpointError(
-        f'{source}: Hugging Face architecture {architecture!r} (model_type {model_type!r}) is not supported; '
-        f'expected one of {sorted(ARCHITECTURES)}')
-  return architecture, model_type
 
 
 def name_map(num_layers: int, head: str, prefix: str = '') -> dict[str, tuple[str, str]]:
@@ -216,101 +195,6 @@ def hf_to_scenic(tensors: dict[str, np.ndarray], hf_config: dict, source: str = 
   return traverse_util.unflatten_dict(flat, sep='/')
 
 
-# --------------------------------------------------------------------------------------- configs and labels
-
-
-def label_names_from_hf(hf_config: dict) -> Optional[list[str]]:
-  """id2label in index order, or None when absent or only transformers' placeholders 'LABEL_i'."""
-  id2label = hf_config.get('id2label') or {}
-  names = [id2label[k] for k in sorted(id2label, key=int)]
-  if not names or all(name == f'LABEL_{i}' for i, name in enumerate(names)):
-    return None
-  return names
-
-
-def preprocessing_from_hf(hf_config: dict, processor: Optional[dict] = None) -> dict[str, Any]:
-  """What the HF model expects, as mean_rgb / std_rgb on the 0..255 scale: x_model = (x - mean) / std.
-
-  HF: x_model = (x * rescale_factor - offset - image_mean) / image_std, so mean = (offset + image_mean) /
-  rescale_factor and std = image_std / rescale_factor (VivitImageProcessor's defaults: 191.25 and 63.75).
-  """
-  model_type = hf_config.get('model_type', 'vivit')
-  p = {**_PROCESSOR_DEFAULTS.get(model_type, _PROCESSOR_DEFAULTS['vivit']), **(processor or {})}
-  do_rescale, do_normalize = p.get('do_rescale', True), p.get('do_normalize', True)
-  scale = p['rescale_factor'] if do_rescale else 1.0
-  offset = 1.0 if (do_rescale and p.get('offset', False)) else 0.0
-  per_channel = lambda v: [float(v)] * 3 if np.isscalar(v) else [float(x) for x in v]
-  mean = per_channel(p['image_mean']) if do_normalize else [0.0] * 3
-  std = per_channel(p['image_std']) if do_normalize else [1.0] * 3
-  mean_rgb = [round((offset + m) / scale, 6) for m in mean]
-  std_rgb = [round(s / scale, 6) for s in std]
-  low = min((0 - m) / s for m, s in zip(mean_rgb, std_rgb))
-  high = max((255 - m) / s for m, s in zip(mean_rgb, std_rgb))
-  size, crop = p.get('size') or {}, p.get('crop_size') or {}
-  image_size = hf_config.get('image_size', 224)
-  labels = label_names_from_hf(hf_config)
-  return {'source': 'huggingface', 'num_frames': hf_config.get('num_frames'),
-          'min_resize': size.get('shortest_edge') or size.get('height'),
-          'crop_size': crop.get('height') or (image_size[0] if isinstance(image_size, list) else image_size),
-          'value_range': [round(low, 6), round(high, 6)], 'mean_rgb': mean_rgb, 'std_rgb': std_rgb,
-          'num_classes': len(labels) if labels else len(hf_config.get('id2label') or {}) or None,
-          'label_names': labels}
-
-
-def _check_numerics(hf_config: dict, source: str) -> None:
-  """Warns where the HF model computes something our modules do not (activation, LayerNorm epsilon)."""
-  if hf_config.get('model_type') != 'vivit':  # An image ViT only initialises a ViViT that is then trained.
-    return
-  act, eps = hf_config.get('hidden_act', 'gelu_fast'), hf_config.get('layer_norm_eps', FLAX_LAYER_NORM_EPS)
-  if act not in TANH_GELUS:
-    warnings.warn(f"{source}: hidden_act {act!r}; vivit_jax's MLP uses GELU's tanh approximation "
-                  f'({"/".join(TANH_GELUS)}), so outputs differ slightly', UserWarning, stacklevel=3)
-  if not np.isclose(eps, FLAX_LAYER_NORM_EPS):
-    warnings.warn(f'{source}: layer_norm_eps {eps}; vivit_jax uses LayerNorm epsilon {FLAX_LAYER_NORM_EPS}',
-                  UserWarning, stacklevel=3)
-
-
-def overrides_from_hf(hf_config: dict, processor: Optional[dict] = None) -> dict[str, Any]:
-  """vivit_jax config overrides (flat dotted keys) for the model of an HF config.
-
-  ViViT: the whole Model 1 architecture, clip shape, classes and normalisation. ViT: the encoder width and
-  depth plus `init_from.model_config` (a ViViT to initialise from it; patches and frames are the user's).
-  """
-  architecture, model_type = _architecture(hf_config, '<config.json>')
-  head_dim = hf_config.get('head_dim')
-  d, heads = hf_config.get('hidden_size', 768), hf_config.get('num_attention_heads', 12)
-  if head_dim is not None and head_dim * heads != d:
-    raise CheckpointError(f'head_dim {head_dim} x {heads} heads != hidden_size {d}; vivit_jax needs d = h * dh')
-  if hf_config.get('num_channels', 3) != 3:
-    raise CheckpointError(f"num_channels {hf_config['num_channels']}; vivit_jax models take RGB (3 channels)")
-  out = {'model.hidden_size': d, 'model.num_heads': heads,
-         'model.mlp_dim': hf_config.get('intermediate_size', 3072),
-         'model.num_layers': hf_config.get('num_hidden_layers', 12)}
-  if model_type == 'vit':
-    out.update({'init_from.checkpoint_format': 'huggingface', 'init_from.model_config.model.classifier': 'token'})
-    return out
-  image_size = hf_config.get('image_size', 224)
-  height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-  if height != width:
-    raise CheckpointError(f'image_size {image_size}: vivit_jax crops are square (dataset_configs.crop_size)')
-  ft, fh, fw = hf_config.get('tubelet_size', (2, 16, 16))
-  pre = preprocessing_from_hf(hf_config, processor)
-  out.update({
-      'model.patches.size': (fh, fw, ft), 'model.classifier': 'token',
-      'model.attention_config.type': 'spacetime', 'model.temporal_encoding_config.method': '3d_conv',
-      'model.representation_size': None,
-      'model.dropout_rate': float(hf_config.get('hidden_dropout_prob', 0.0)),
-      'model.attention_dropout_rate': float(hf_config.get('attention_probs_dropout_prob', 0.0)),
-      'dataset_configs.num_frames': hf_config.get('num_frames', 32), 'dataset_configs.crop_size': height,
-      'dataset_configs.num_classes': pre['num_classes'], 'dataset_configs.mean_rgb': pre['mean_rgb'],
-      'dataset_configs.std_rgb': pre['std_rgb']})
-  if pre['min_resize']:
-    out['dataset_configs.min_resize'] = pre['min_resize']
-  if architecture == 'VivitModel':  # No classifier: the number of classes is the user's choice.
-    del out['dataset_configs.num_classes']
-  return out
-
-
 def read_info(path: str) -> dict[str, Any]:
   """Architecture, model type, vivit_jax config overrides, label names and preprocessing of an HF directory."""
   hf_config = _read_json(os.path.join(path, CONFIG_FILE))
@@ -339,58 +223,6 @@ def load_huggingface(path: str) -> tuple[dict, dict]:
 
 
 # ---------------------------------------------------------------------------------------------------- writing
-
-
-def _model1_problems(config) -> list[str]:
-  m = config.model
-  checks = (('attention_config.type', m.attention_config.type, 'spacetime'), ('classifier', m.classifier, 'token'),
-            ('temporal_encoding_config.method', m.temporal_encoding_config.method, '3d_conv'),
-            ('representation_size', m.representation_size, None))
-  return [f'{key} is {value!r} (expected {want!r})' for key, value, want in checks if value != want]
-
-
-def hf_config_from(config, label_names: Optional[list[str]] = None) -> dict[str, Any]:
-  """The transformers `VivitConfig` (as config.json's dict) of a vivit_jax Model 1 config.
-
-  Raises:
-    ValueError: the config is not ViViT Model 1 with a class token, which is all that HF's ViViT implements.
-  """
-  problems = _model1_problems(config)
-  if problems:
-    raise ValueError('Hugging Face supports ViViT Model 1 only (spacetime attention, token classifier, 3d_conv '
-                     'tubelets, no pre-logits); this config has ' + '; '.join(problems))
-  m, d = config.model, config.dataset_configs
-  num_classes = d.num_classes
-  names = list(label_names) if label_names else [f'LABEL_{i}' for i in range(num_classes)]
-  if len(names) != num_classes:
-    raise ValueError(f'{len(names)} label names for {num_classes} classes (dataset_configs.num_classes)')
-  fh, fw, ft = m.patches.size
-  return {
-      'architectures': ['VivitForVideoClassification'], 'model_type': 'vivit',
-      'image_size': d.crop_size, 'num_frames': d.num_frames, 'tubelet_size': [ft, fh, fw], 'num_channels': 3,
-      'hidden_size': m.hidden_size, 'num_hidden_layers': m.num_layers, 'num_attention_heads': m.num_heads,
-      'intermediate_size': m.mlp_dim, 'hidden_act': 'gelu_fast', 'layer_norm_eps': FLAX_LAYER_NORM_EPS,
-      'hidden_dropout_prob': m.dropout_rate, 'attention_probs_dropout_prob': m.attention_dropout_rate,
-      'initializer_range': 0.02, 'qkv_bias': True, 'dtype': 'float32',
-      'id2label': {str(i): name for i, name in enumerate(names)},
-      'label2id': {name: i for i, name in enumerate(names)},
-      'problem_type': ('multi_label_classification' if config.model_name == 'vivit_multilabel_classification'
-                       else 'single_label_classification'),
-  }
-
-
-def processor_config_from(config) -> dict[str, Any]:
-  """A `VivitImageProcessor` config reproducing the config's normalisation: (x / 255 - mean) / std."""
-  d = config.dataset_configs
-  if d.mean_rgb:
-    mean, std = list(d.mean_rgb), list(d.std_rgb)
-  else:
-    mean, std = ([127.5] * 3, [127.5] * 3) if d.zero_centering else ([0.0] * 3, [255.0] * 3)
-  return {'image_processor_type': 'VivitImageProcessor', 'do_resize': True,
-          'size': {'shortest_edge': d.min_resize}, 'resample': 2, 'do_center_crop': True,
-          'crop_size': {'height': d.crop_size, 'width': d.crop_size}, 'do_rescale': True,
-          'rescale_factor': 1 / 255, 'offset': False, 'do_normalize': True,
-          'image_mean': [m / 255 for m in mean], 'image_std': [s / 255 for s in std]}
 
 
 def scenic_to_hf(params: dict, num_layers: int) -> dict[str, np.ndarray]:
