@@ -193,6 +193,9 @@ def get_config():
   config.num_training_steps = _placeholder(int)  # Training length in steps (or set num_training_epochs).
   config.batch_size = 64  # Global training batch size.
   config.eval_batch_size = _placeholder(int)  # Global evaluation batch size; None: batch_size.
+  # Multi-view test memory bound: the most clips (videos x views) one forward pass takes over the whole mesh;
+  # views are chunked evenly within it (a pass holds at least the batch, one view each; none repeated).
+  config.eval_max_views_per_batch = 64  # Clips per multi-view forward pass, all devices together.
   config.rng_seed = 0  # Seed of every random choice.
   config.lr_configs = get_lr_configs()
   config.init_from = get_init_from_config()
@@ -211,7 +214,7 @@ def get_config():
   config.log_summary_steps = 100  # Steps between training summaries.
   config.log_eval_steps = _placeholder(int)  # Steps between validation passes; None: once an epoch.
   config.count_flops = True  # Log the model's GFLOPs at the start.
-  config.multicrop_clips_per_device = 2  # Scenic's key; vivit_jax batches views by memory instead.
+  config.multicrop_clips_per_device = 2  # Scenic's key; vivit_jax reads eval_max_views_per_batch.
   config.debug_train = False  # Scenic's debug flag for training.
   config.debug_eval = False  # Scenic's debug flag for evaluation.
   return config

@@ -348,6 +348,9 @@ def _training_problems(config: ConfigDict) -> Iterable[str]:
   for path in ('mixup.alpha', 'cutmix.alpha'):
     if get_path(config, path) < 0:
       yield f"'{path}' is {get_path(config, path)}; expected alpha >= 0 (0 turns it off)"
+  if config.eval_max_views_per_batch < 1:
+    yield (f"'eval_max_views_per_batch' is {config.eval_max_views_per_batch}; expected the most clips one "
+           'multi-view forward pass takes, at least 1')
   if config.max_checkpoints_to_keep < 1:
     yield f"'max_checkpoints_to_keep' is {config.max_checkpoints_to_keep}; expected at least 1"
 

@@ -151,6 +151,29 @@ class SyntheticPipeline(RandomAccessPipeline):
     label = np.eye(self.num_classes, dtype=np.float32)[raw['label']]
     return {'inputs': inputs, 'label': label}
 
+  def eval_batches(self, split: str, multi_view: bool = False) -> Iterator[Batch]:
+    """One exact pass (see `RandomAccessPipeline.eval_batches`); `multi_view` gives 'inputs'
+    [B, V, T, H, W, 3] with V = num_test_clips x (3 if do_three_spatial_crops else 1) from `views`."""
+    for batch in super().eval_batches(split):
+      if multi_view:
+        batch['inputs'] = self.views(batch['inputs'])
+      yield batch
+
+  def views(self, clips: np.ndarray) -> np.ndarray:
+    """[B, T, H, W, 3] -> [B, V, T, H, W, 3], temporal views major and crops minor (as the video pipeline).
+
+    Synthetic videos are no longer than a clip, so this only exercises the multi-view machinery: temporal
+    view i is the clip rolled over T by the i-th of `num_test_clips` evenly spaced offsets, and the three
+    "crops" are copies rolled over W by -W/8, 0 and +W/8 (the synthetic motion wraps around the frame, so
+    shifted clips stay valid videos of their class). View 0 with one crop (or the centre crop) is the clip.
+    """
+    d = self.config.dataset_configs
+    frames, width = clips.shape[1], clips.shape[3]
+    offsets = np.linspace(0, frames, d.num_test_clips, endpoint=False).astype(int)
+    shifts = (-(width // 8), 0, width // 8) if d.do_three_spatial_crops else (0,)
+    views = [np.roll(np.roll(clips, -int(t), axis=1), s, axis=3) for t in offsets for s in shifts]
+    return np.stack(views, axis=1)
+
   @property
   def label_names(self):
     return [f'direction_{self.source.velocity(c)[0]:+.2f}_{self.source.velocity(c)[1]:+.2f}'
