@@ -158,11 +158,11 @@ def test_workdir_checkpoint_wins_over_init_from(tmp_path):
   assert_trees_equal(state.params, own.params)
 
 
-def test_init_from_other_formats_is_a_clear_error(tmp_path):
-  config = train_config('spacetime', init_from__checkpoint_path=str(tmp_path),
+def test_init_from_a_path_without_a_checkpoint_is_a_clear_error(tmp_path):
+  config = train_config('spacetime', init_from__checkpoint_path=str(tmp_path / 'nothing'),
                         init_from__checkpoint_format='scenic')
   run = train.setup(config, str(tmp_path / 'target'))
-  with pytest.raises(ValueError, match='vivit_jax workdirs'):
+  with pytest.raises(CheckpointError, match='nothing'):
     train.restore_or_initialise(run, CheckpointManager(str(tmp_path / 'target')))
 
 

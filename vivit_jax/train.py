@@ -11,7 +11,6 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from flax import traverse_util
 import jax
 import ml_collections
 import numpy as np
@@ -21,7 +20,7 @@ from vivit_jax import evaluate, optim, reporting
 from vivit_jax import sharding as sharding_lib
 from vivit_jax import state as state_lib
 from vivit_jax import train_step as train_step_lib
-from vivit_jax.checkpoints import CheckpointManager, PreemptionWatcher
+from vivit_jax.checkpoints import CheckpointManager, PreemptionWatcher, init_from_pretrained, load_params
 from vivit_jax.data import pipeline as pipeline_lib
 from vivit_jax.models import create_model
 from vivit_jax.models.complexity import input_shape
@@ -107,25 +106,18 @@ def restore_or_initialise(run: Run, manager: CheckpointManager) -> Tuple[state_l
 
 
 def _init_from(run: Run, fresh: Any) -> Any:
-  """`fresh` params with those of `config.init_from` loaded over them.
+  """`fresh` params initialised from `config.init_from.checkpoint_path` by `init_from_pretrained`.
 
-  This build reads vivit_jax workdirs of the same architecture ('auto'); the head is loaded only with
-  `init_from.restore_output_projection`. Scenic, ViT and Hugging Face formats, with kernel inflation and
-  posemb adaptation, are the pretrained-initialisation issues' work (#5, #6).
+  The checkpoint is read by `load_params` (`init_from.checkpoint_format`, 'auto' detects it), the surgery runs
+  on host numpy, and the caller places the result on the params' shardings. A vivit_jax workdir of the same
+  model is the simplest case: every array is copied, the head only with `init_from.restore_output_projection`.
   """
   init_from = run.config.init_from
   path = init_from.checkpoint_path
-  if init_from.checkpoint_format != 'auto' or not os.path.isdir(os.path.join(path, 'checkpoints')):
-    raise ValueError(f"init_from: {path!r} with checkpoint_format '{init_from.checkpoint_format}': this build "
-                     "initialises from vivit_jax workdirs only (format 'auto'); Scenic, ViT .npz and Hugging "
-                     'Face checkpoints arrive with issues #5 and #6')
-  wanted = {k: v for k, v in traverse_util.flatten_dict(run.abstract_state.params, sep='/').items()
-            if init_from.restore_output_projection or not k.startswith('output_projection/')}
-  loaded = CheckpointManager(path).restore_params(traverse_util.unflatten_dict(wanted, sep='/'))
-  params = traverse_util.flatten_dict(fresh, sep='/')
-  params.update(traverse_util.flatten_dict(loaded, sep='/'))
-  logging.info('Initialised %d of %d param arrays from %s', len(wanted), len(params), path)
-  return traverse_util.unflatten_dict(params, sep='/')
+  pretrained = load_params(path, init_from.checkpoint_format)
+  params = init_from_pretrained(jax.device_get(fresh), pretrained, run.config)
+  logging.info('Initialised the params from %s', path)
+  return params
 
 
 def metadata_for(run: Run, step: int, wall_time_s: float) -> Dict[str, Any]:
