@@ -121,6 +121,12 @@ def adapt_posemb(source: np.ndarray, target: np.ndarray, *, source_cls: bool, ta
   if grid.shape[-1] != target.shape[-1]:
     raise ValueError(f'{where}: source width {grid.shape[-1]} != target width {target.shape[-1]}')
   rows = grid.reshape(1, -1, grid.shape[-1])
+  return _with_cls(rows, cls_row, target_cls_row, target_cls, how)
+
+
+def _with_cls(rows: np.ndarray, cls_row: Optional[np.ndarray], target_cls_row: Optional[np.ndarray],
+              target_cls: bool, how: list) -> Tuple[np.ndarray, str]:
+  """Puts the CLS row in front where the target has one: the source's, else the target's own fresh row."""
   if target_cls:
     first = cls_row if cls_row is not None else target_cls_row
     how.append('CLS row from the source' if cls_row is not None else 'CLS row left fresh (gap source)')
@@ -140,10 +146,4 @@ def adapt_temporal_posemb(source: np.ndarray, target: np.ndarray, *, source_cls:
     how.append(f'1D resize: {len(table)} -> {len(target_table)} frames')
     table = zoom_axis(table, 0, len(target_table))
   rows = table[None].astype(np.float32)
-  if target_cls:
-    first = cls_row if cls_row is not None else target_cls_row
-    how.append('CLS row from the source' if cls_row is not None else 'CLS row left fresh (gap source)')
-    rows = np.concatenate([first, rows], axis=1)
-  elif cls_row is not None:
-    how.append('source CLS row dropped (gap target)')
-  return rows.astype(np.float32), '; '.join(how)
+  return _with_cls(rows, cls_row, target_cls_row, target_cls, how)
