@@ -60,3 +60,9 @@ def test_bad_sizes_are_rejected(kwargs):
 def test_unknown_split_is_rejected():
   with pytest.raises(ValueError, match="unknown split 'val'"):
     source().example('val', 0)
+
+
+def test_speed_scales_every_velocity():
+  slow, fast = source(), source(speed=3.0)
+  for label in range(4):
+    np.testing.assert_allclose(np.asarray(fast.velocity(label)), 3.0 * np.asarray(slow.velocity(label)))

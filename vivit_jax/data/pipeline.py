@@ -136,7 +136,7 @@ class SyntheticPipeline(RandomAccessPipeline):
       raise DataError("dataset_name 'synthetic' generates as many videos as "
                       f"'dataset_configs.examples_per_subset' says; set {missing} (e.g. train=2048)")
     self.source = SyntheticMotion(num_classes=self.num_classes, num_frames=d.num_frames,
-                                  height=d.crop_size, width=d.crop_size)
+                                  height=d.crop_size, width=d.crop_size, speed=d.synthetic_speed)
     self.scale, self.offset = (2.0 / 255.0, -1.0) if d.zero_centering else (1.0 / 255.0, 0.0)
 
   def num_examples(self, split: str) -> int:

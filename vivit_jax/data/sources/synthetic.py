@@ -26,6 +26,7 @@ class SyntheticMotion:
   num_directions: int = 8  # Directions evenly spaced on the circle; classes cycle through them first.
   num_objects: int = 3  # Squares per video, all moving with the class velocity.
   object_size: int = 4  # Side of each square in pixels.
+  speed: float = 1.0  # Pixels per frame of the slowest classes; class c moves speed * (1 + c // directions).
   seed: int = 0
 
   def __post_init__(self):
@@ -38,7 +39,7 @@ class SyntheticMotion:
     """(dy, dx) in pixels per frame for a class."""
     directions = min(self.num_directions, self.num_classes)
     angle = 2.0 * math.pi * (label % directions) / directions
-    speed = 1.0 + label // directions
+    speed = self.speed * (1.0 + label // directions)
     return speed * math.sin(angle), speed * math.cos(angle)
 
   def label(self, index: int) -> int:
