@@ -264,33 +264,6 @@ class CheckpointManager:
     restored = self._manager.restore(step, args=args)
     return step, restored[_STATE], dict(restored[_METADATA])
 
-  def restore_params(self, abstract_params: PyTree, step: int | None = None) -> PyTree:
-    """Only the params of a step (default: the newest), into `abstract_params`'s shapes and shardings.
-
-    `abstract_params` may name a subset of the stored params (e.g. everything but the head); each named leaf
-    must exist in the checkpoint with the same shape, else `CheckpointError` lists the differences. Nothing
-    else of the state (optimizer, rng) is read.
-    """
-    _check_has_shardings(abstract_params)
-    self._manager.wait_until_finished()
-    self._manager.reload()
-    step = self.latest_step() if step is None else step
-    if step is None:
-      raise CheckpointError(f'No checkpoint in {self._directory} to take params from')
-    stored = self._manager.metadata(step).item_metadata[_STATE].tree['params']
-    saved, wanted = leaf_shapes(stored), leaf_shapes(abstract_params)
-    problems = [line for line in describe_mismatch(saved, wanted) if 'unexpected in the checkpoint' not in line]
-    if problems:
-      raise CheckpointError('Params of checkpoint {} do not fit the model:\n{}'.format(
-          self.step_directory(step), '\n'.join(problems)))
-    item = {'params': abstract_params}
-    restore_args = ocp.checkpoint_utils.construct_restore_args(item)
-    with ocp.PyTreeCheckpointer() as checkpointer:
-      restored = checkpointer.restore(os.path.join(self.step_directory(step), _STATE),
-                                      args=ocp.args.PyTreeRestore(item, restore_args=restore_args,
-                                                                  partial_restore=True))
-    return restored['params']
-
   def metadata(self, step: int | None = None) -> dict[str, Any]:
     """The JSON metadata of `step` (default: the newest step) without touching the arrays."""
     self._manager.wait_until_finished()

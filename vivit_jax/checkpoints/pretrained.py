@@ -21,7 +21,6 @@ Whether a source or target table has a CLS row is read from the trees (a `cls` p
 `init_from.model_config.model.classifier` disagrees with the source tree, the tree wins and the report says so.
 """
 
-import dataclasses
 import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -31,6 +30,7 @@ import numpy as np
 
 from vivit_jax.checkpoints.formats.vit_npz import convert_pre_linen
 from vivit_jax.checkpoints.pretrained_posemb import Grid, adapt_posemb, adapt_temporal_posemb
+from vivit_jax.checkpoints.pretrained_report import Entry, InitReport
 from vivit_jax.models.embedding import arp_coefficients
 
 INFLATIONS = ('central_frame_initializer', 'average_frame_initializer', 'average_arp_frame_initializer')
@@ -48,55 +48,6 @@ _HANDLED = ('embedding', 'cls', 'cls_SpatialTransformer', 'cls_TemporalTransform
 
 class PretrainedMismatchError(ValueError):
   """A pretrained checkpoint that cannot initialise the model; the message names every offending path."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-  """One target parameter: where its value came from and how."""
-  path: str
-  source: Optional[str]
-  old_shape: Optional[Tuple[int, ...]]
-  new_shape: Tuple[int, ...]
-  how: str
-
-  def line(self) -> str:
-    if self.source is None:
-      return f'{self.path} {self.new_shape}: {self.how}'
-    shapes = str(self.new_shape) if self.old_shape == self.new_shape else f'{self.old_shape} -> {self.new_shape}'
-    return f'{self.path} <- {self.source} {shapes}: {self.how}'
-
-
-@dataclasses.dataclass
-class InitReport:
-  """Which target paths were loaded as stored, adapted (old -> new shape, how) or left fresh, and which
-  source paths went unused."""
-  loaded: List[Entry] = dataclasses.field(default_factory=list)
-  adapted: List[Entry] = dataclasses.field(default_factory=list)
-  fresh: List[Entry] = dataclasses.field(default_factory=list)
-  unused: List[str] = dataclasses.field(default_factory=list)
-  notes: List[str] = dataclasses.field(default_factory=list)
-
-  def entry(self, path: str) -> Entry:
-    for entry in self.loaded + self.adapted + self.fresh:
-      if entry.path == path:
-        return entry
-    raise KeyError(path)
-
-  def status(self, path: str) -> str:
-    """'loaded', 'adapted' or 'fresh' for a target path."""
-    for name in ('loaded', 'adapted', 'fresh'):
-      if any(e.path == path for e in getattr(self, name)):
-        return name
-    raise KeyError(path)
-
-  def format(self) -> str:
-    lines = [f'init_from_pretrained: {len(self.loaded)} loaded, {len(self.adapted)} adapted, '
-             f'{len(self.fresh)} fresh, {len(self.unused)} source arrays unused']
-    lines += [f'  note: {note}' for note in self.notes]
-    for name in ('loaded', 'adapted', 'fresh'):
-      lines += [f'  {name}: {e.line()}' for e in getattr(self, name)]
-    lines += [f'  unused: {path}' for path in self.unused]
-    return '\n'.join(lines)
 
 
 def inflate_kernel(kernel: np.ndarray, frames: int, method: Optional[str]) -> np.ndarray:
