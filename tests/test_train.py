@@ -10,6 +10,7 @@ import pytest
 from tests.train_testing import assert_trees_equal, host_tree, read_json, train_config
 from vivit_jax import train
 from vivit_jax.checkpoints import CheckpointError, CheckpointManager
+from vivit_jax.checkpoints.pretrained_posemb import adapt_posemb
 from vivit_jax.config import load_config
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -146,6 +147,21 @@ def test_init_from_a_workdir_loads_everything_but_the_head(tmp_path):
   assert_trees_equal(loaded['Transformer'], original['Transformer'])
   assert_trees_equal(loaded['embedding'], original['embedding'])
   assert not np.array_equal(loaded['output_projection']['kernel'], original['output_projection']['kernel'])
+
+
+def test_init_from_a_workdir_reads_the_sources_token_grid_from_its_config(tmp_path):
+  # 4 tubelets of 2x2 patches (16 tokens) -> 4 x 4x4: by its count alone the source would pass for one 4x4 frame.
+  source = str(tmp_path / 'source')
+  trained, _ = train.train(train_config('spacetime', model__patches__size=(8, 8, 2)), source)
+  config = train_config('spacetime', init_from__checkpoint_path=source, init_from__checkpoint_format='auto',
+                        init_from__restore_input_embedding=False, init_from__positional_embed_size_change='resize')
+  run = train.setup(config, str(tmp_path / 'target'))
+  state, _ = train.restore_or_initialise(run, CheckpointManager(str(tmp_path / 'target')))
+  old = host_tree(trained.params)['Transformer']['posembed_input']['pos_embedding']
+  new = host_tree(state.params)['Transformer']['posembed_input']['pos_embedding']
+  expected, _ = adapt_posemb(old, new, source_cls=True, target_cls=True, target_hw=(4, 4), method='resize',
+                             per_frame=False, source_grid=(4, 2, 2), where='test')
+  np.testing.assert_allclose(new, expected, rtol=1e-6)
 
 
 def test_workdir_checkpoint_wins_over_init_from(tmp_path):

@@ -20,10 +20,11 @@ from vivit_jax import evaluate, optim, reporting
 from vivit_jax import sharding as sharding_lib
 from vivit_jax import state as state_lib
 from vivit_jax import train_step as train_step_lib
-from vivit_jax.checkpoints import CheckpointManager, PreemptionWatcher, init_from_pretrained, load_params
+from vivit_jax.checkpoints import (CheckpointManager, PreemptionWatcher, init_from_pretrained, load_metadata,
+                                   load_params)
 from vivit_jax.data import pipeline as pipeline_lib
 from vivit_jax.models import create_model
-from vivit_jax.models.complexity import input_shape
+from vivit_jax.models.complexity import input_shape, token_grid
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -111,11 +112,17 @@ def _init_from(run: Run, fresh: Any) -> Any:
   The checkpoint is read by `load_params` (`init_from.checkpoint_format`, 'auto' detects it), the surgery runs
   on host numpy, and the caller places the result on the params' shardings. A vivit_jax workdir of the same
   model is the simplest case: every array is copied, the head only with `init_from.restore_output_projection`.
+  A vivit_jax source's token grid is read from the config saved beside it, so a positional embedding whose
+  token count fits several (frames, height, width) grids is resized along the right axes.
   """
   init_from = run.config.init_from
   path = init_from.checkpoint_path
   pretrained = load_params(path, init_from.checkpoint_format)
-  params = init_from_pretrained(jax.device_get(fresh), pretrained, run.config)
+  metadata = load_metadata(path) if init_from.checkpoint_format in ('auto', 'vivit_jax') else None
+  source_grid = None
+  if metadata and 'config' in metadata:
+    source_grid = token_grid(ml_collections.ConfigDict(metadata['config']))
+  params = init_from_pretrained(jax.device_get(fresh), pretrained, run.config, source_grid=source_grid)
   logging.info('Initialised the params from %s', path)
   return params
 

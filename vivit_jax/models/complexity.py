@@ -92,15 +92,22 @@ def variant_name(config: ml_collections.ConfigDict) -> str:
   return kind
 
 
-def token_counts(config: ml_collections.ConfigDict) -> str:
-  """Encoder sequence lengths, e.g. '3137' or 'spatial 197 x 16 frames, temporal 17'."""
+def token_grid(config: ml_collections.ConfigDict) -> Tuple[int, int, int]:
+  """(frames, height, width) of the token grid: tubelets over time (or sampled frames) x patches per side."""
   m, d = config.model, config.dataset_configs
   fh, fw = m.patches.size[:2]
   if m.temporal_encoding_config.method == 'temporal_sampling':
     frames = min(m.temporal_encoding_config.n_sampled_frames, d.num_frames)
   else:
     frames = d.num_frames // m.patches.size[2]
-  spatial = (d.crop_size // fh) * (d.crop_size // fw)
+  return frames, d.crop_size // fh, d.crop_size // fw
+
+
+def token_counts(config: ml_collections.ConfigDict) -> str:
+  """Encoder sequence lengths, e.g. '3137' or 'spatial 197 x 16 frames, temporal 17'."""
+  m = config.model
+  frames, height, width = token_grid(config)
+  spatial = height * width
   cls = 1 if m.classifier == 'token' else 0
   if m.attention_config.type != 'factorized_encoder':
     return str(frames * spatial + cls)
