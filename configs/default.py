@@ -46,6 +46,10 @@ def get_dataset_configs():
   d.std_rgb = _placeholder(list)  # Per-channel std (0-255 scale), with mean_rgb (e.g. ImageNet's).
   d.short_video_mode = 'wrap'  # Videos shorter than a clip: 'wrap' around (Scenic) or 'pad' with the last frame.
   d.synthetic_speed = 1.0  # dataset_name 'synthetic': pixels per frame of the slowest motion classes.
+  d.synthetic_objects = 3  # dataset_name 'synthetic': moving squares per video.
+  d.synthetic_object_size = 4  # dataset_name 'synthetic': side of each square in pixels.
+  d.synthetic_background = 'texture'  # dataset_name 'synthetic': 'texture' (coarse noise) or 'plain' colour.
+  d.synthetic_wrap = True  # dataset_name 'synthetic': squares wrap around the edges; False: stay inside.
   d.tfds_name = _placeholder(str)  # dataset_name 'tfds': the builder, e.g. 'kinetics400' (data in base_dir).
   d.do_multicrop_test = True  # Run the multi-view test evaluation during training.
   d.log_test_epochs = 5  # Run the multi-view test every this many epochs.

@@ -81,6 +81,24 @@ def test_train_batch_shapes_dtypes_and_values():
   np.testing.assert_allclose(batch['inputs'], raw['video'] * (2.0 / 255.0) - 1.0, rtol=0, atol=1e-6)
 
 
+def test_the_synthetic_keys_shape_the_videos():
+  p = pipeline(dataset_configs__synthetic_speed=0.5, dataset_configs__synthetic_objects=1,
+               dataset_configs__synthetic_object_size=6, dataset_configs__synthetic_background='plain',
+               dataset_configs__synthetic_wrap=False)
+  assert p.source == SyntheticMotion(num_classes=NUM_CLASSES, num_frames=8, height=16, width=16, speed=0.5,
+                                     num_objects=1, object_size=6, background='plain', wrap=False)
+  raw = p.source.batch('validation', [3])
+  np.testing.assert_allclose(next(p.eval_batches('validation'))['inputs'][3], raw['video'][0] * (2.0 / 255.0) - 1.0,
+                             atol=1e-6)
+
+
+def test_synthetic_videos_that_cannot_be_made_name_the_keys():
+  with pytest.raises(DataError, match="synthetic_.*'texture' or 'plain'"):
+    pipeline(dataset_configs__synthetic_background='noise')
+  with pytest.raises(DataError, match='synthetic_.*lower the speed'):
+    pipeline(dataset_configs__synthetic_wrap=False, dataset_configs__synthetic_speed=3.0)
+
+
 def test_zero_centering_chooses_the_value_range():
   centred = pipeline().train_batch(0)['inputs']
   plain = pipeline(dataset_configs__zero_centering=False).train_batch(0)['inputs']

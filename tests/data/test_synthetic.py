@@ -66,3 +66,35 @@ def test_speed_scales_every_velocity():
   slow, fast = source(), source(speed=3.0)
   for label in range(4):
     np.testing.assert_allclose(np.asarray(fast.velocity(label)), 3.0 * np.asarray(slow.velocity(label)))
+
+
+def test_without_wrapping_every_path_stays_inside_and_a_reversed_clip_looks_like_the_opposite_class():
+  s = source(num_classes=8, num_objects=1, object_size=8, speed=2.0, wrap=False, background='plain')
+  low, high = np.full(2, np.inf), np.full(2, -np.inf)
+  for index in range(400):
+    corners = np.round(s.example('train', index)['positions'][:, 0])
+    assert corners.min() >= 0 and np.all(corners.max(axis=0) <= [24 - 8, 32 - 8]), index
+    if index % 8 == 0:  # Class 0 moves right: its starts span every column that leaves room for the path.
+      low, high = np.minimum(low, corners[0]), np.maximum(high, corners[0])
+  assert high[1] - low[1] > 11 and high[1] <= 32 - 8 - 10
+  # Class 4 moves left: reversed in time its paths are class 0's, so the sets of frames match in distribution.
+  right = np.array([s.example('validation', i)['positions'][::-1, 0] for i in range(0, 800, 8)])
+  left = np.array([s.example('validation', i)['positions'][:, 0] for i in range(4, 800, 8)])
+  np.testing.assert_allclose(np.diff(right, axis=1), np.diff(left, axis=1), atol=1e-9)
+  np.testing.assert_allclose(right.mean(axis=(0, 1)), left.mean(axis=(0, 1)), atol=1.0)
+
+
+def test_paths_that_cannot_fit_without_wrapping_are_rejected():
+  with pytest.raises(ValueError, match='class 0 travels 10.0 pixels'):
+    source(num_objects=1, object_size=8, speed=2.0, wrap=False, height=16, width=16)
+
+
+def test_a_plain_background_is_one_dark_colour_under_bright_squares():
+  s = source(num_objects=1, object_size=4, background='plain')
+  video = s.example('train', 3)['video']
+  square = np.all(video[0] >= 160, axis=-1)
+  assert square.sum() == 16
+  background = video[0][~square]
+  assert np.all(background == background[0]) and background.max() < 64
+  with pytest.raises(ValueError, match="'texture' or 'plain'"):
+    source(background='noise')

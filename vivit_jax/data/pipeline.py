@@ -135,8 +135,14 @@ class SyntheticPipeline(RandomAccessPipeline):
     if missing:
       raise DataError("dataset_name 'synthetic' generates as many videos as "
                       f"'dataset_configs.examples_per_subset' says; set {missing} (e.g. train=2048)")
-    self.source = SyntheticMotion(num_classes=self.num_classes, num_frames=d.num_frames,
-                                  height=d.crop_size, width=d.crop_size, speed=d.synthetic_speed)
+    try:
+      self.source = SyntheticMotion(num_classes=self.num_classes, num_frames=d.num_frames,
+                                    height=d.crop_size, width=d.crop_size, speed=d.synthetic_speed,
+                                    num_objects=d.synthetic_objects, object_size=d.synthetic_object_size,
+                                    background=d.synthetic_background, wrap=d.synthetic_wrap)
+    except ValueError as e:
+      raise DataError(f"dataset_name 'synthetic' cannot make these videos (dataset_configs.num_frames, "
+                      f"crop_size and synthetic_*): {e}") from e
     self.scale, self.offset = (2.0 / 255.0, -1.0) if d.zero_centering else (1.0 / 255.0, 0.0)
 
   def num_examples(self, split: str) -> int:
