@@ -96,8 +96,13 @@ def test_runs_happen_and_report_is_written(tiny_runs):
   with open(os.path.join(tiny_runs, 'ablation.md')) as f:
     text = f.read()
   assert text.count('\n| model1_spatiotemporal |') == 1 and '| average_pool_baseline |' in text
+  # The learning curves: valid/accuracy at steps 2 (the tiny preset evaluates every 2 steps), one column per run.
+  curves = text.split('## valid/accuracy (%) by training step')[1]
+  assert f'| step | {TWO[0]} | {TWO[1]} |' in curves
+  accuracy = reporting.read_results(os.path.join(tiny_runs, TWO[0]))['metrics']['valid/accuracy']
+  assert f'| 2 | {100 * accuracy:.1f} |' in curves
   with Image.open(os.path.join(tiny_runs, 'ablation.png')) as image:
-    assert image.format == 'PNG' and image.size[0] >= 480
+    assert image.format == 'PNG' and image.size[0] >= 480 and image.size[1] == 3 * 260 + 60 + 12 * len(TWO)
 
 
 def test_finished_runs_are_skipped(tiny_runs, monkeypatch):

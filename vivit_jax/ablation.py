@@ -27,7 +27,7 @@ import re
 import shlex
 import statistics
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import ml_collections
 
@@ -275,7 +275,9 @@ def collect_row(ablation: Ablation, entry: Entry, workdir: str, dataset: Optiona
 def collect(ablation: Ablation, workdir: str, only: Optional[Sequence[str]] = None,
             dataset: Optional[str] = None, extra: Sequence[str] = ()) -> Dict[str, str]:
   """Writes ablation.md, ablation.csv and ablation.png in `workdir` from the runs there (any may be missing)."""
-  rows = [collect_row(ablation, e, workdir, dataset, extra) for e in select(ablation, only)]
+  entries = select(ablation, only)
+  rows = [collect_row(ablation, e, workdir, dataset, extra) for e in entries]
+  curves = {e.name: curve for e in entries if (curve := learning_curve(ablation, os.path.join(workdir, e.name)))}
   columns = ['name', 'status', 'step', 'params', 'gflops', 'step_time_s', 'step_time_source']
   for row in rows:
     columns += [k for k in row if k not in columns and not k.startswith('paper_')]
@@ -288,9 +290,29 @@ def collect(ablation: Ablation, workdir: str, only: Optional[Sequence[str]] = No
     writer.writeheader()
     writer.writerows({k: ('' if v is None else v) for k, v in row.items()} for row in rows)
   with open(paths['md'], 'w') as f:
-    f.write(markdown_table(ablation, rows, columns))
-  plot(ablation, rows).save(paths['png'])
+    f.write(markdown_table(ablation, rows, columns) + markdown_curves(ablation, curves))
+  plot(ablation, rows, curves).save(paths['png'])
   return paths
+
+
+def learning_curve(ablation: Ablation, run_dir: str) -> List[Tuple[int, float]]:
+  """[(step, value)] of the first of the ablation's metrics in the run's metrics.jsonl ([] if none)."""
+  history = reporting.read_history(run_dir)
+  return next((history[m] for m in ablation.metrics if history.get(m)), [])
+
+
+def markdown_curves(ablation: Ablation, curves: Dict[str, List[Tuple[int, float]]]) -> str:
+  """The primary metric (%) at every evaluated step, one column per run; '' when no run has a history."""
+  if not curves:
+    return ''
+  steps = sorted({step for curve in curves.values() for step, _ in curve})
+  values = {name: dict(curve) for name, curve in curves.items()}
+  lines = ['', f'## {ablation.metrics[0]} (%) by training step', '',
+           '| step | ' + ' | '.join(curves) + ' |', '|' + '---|' * (len(curves) + 1)]
+  for step in steps:
+    cells = [_cell('accuracy', values[name].get(step)) for name in curves]
+    lines.append(f'| {step} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines + [''])
 
 
 def _cell(column: str, value: Any) -> str:
@@ -321,11 +343,14 @@ def primary_metric(ablation: Ablation, row: Dict[str, Any]) -> Optional[float]:
   return next((100.0 * row[m] for m in ablation.metrics if _number(row.get(m)) is not None), None)
 
 
-def plot(ablation: Ablation, rows: List[Dict[str, Any]]):
-  """Two bar panels drawn with PIL: top-1 (ours vs paper) and GFLOPs (ours vs paper), one group per entry."""
+def plot(ablation: Ablation, rows: List[Dict[str, Any]],
+         curves: Optional[Dict[str, List[Tuple[int, float]]]] = None):
+  """Bar panels drawn with PIL: top-1 (ours vs paper) and GFLOPs (ours vs paper), one group per entry; below
+  them, when runs have histories, a panel of learning curves (the primary metric against the step)."""
   from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
   width, panel, margin = max(480, 140 * len(rows) + 80), 260, 40
-  image = Image.new('RGB', (width, 2 * panel + 60), 'white')
+  legend = 12 * len(curves or {})  # The curves' legend, below their panel.
+  image = Image.new('RGB', (width, (3 if curves else 2) * panel + 60 + legend), 'white')
   draw = ImageDraw.Draw(image)
   draw.text((margin, 8), f'{ablation.name}: ours (blue) vs paper (orange)', fill='black')
   panels = (('top-1 %', [primary_metric(ablation, r) for r in rows], [r.get('paper_top1') for r in rows]),
@@ -342,9 +367,38 @@ def plot(ablation: Ablation, rows: List[Dict[str, Any]]):
           continue
         height = (bottom - top - 14) * value / peak
         draw.rectangle((x + 30 * j, bottom - height, x + 30 * j + 26, bottom), fill=colour)
-        draw.text((x + 30 * j, bottom - height - 12), f'{value:.1f}', fill='black')
+        draw.text((x + 30 * j, bottom - height - 12), f'{value:.3g}', fill='black')
       draw.text((x, bottom + 4 + 12 * (i % 2)), row['name'][:22], fill='black')
+  if curves:
+    _plot_curves(draw, ablation, curves, (margin, 40 + 2 * panel, width - 20, 40 + 3 * panel - 40))
   return image
+
+
+_CURVE_COLOURS = ((66, 114, 196), (237, 125, 49), (112, 173, 71), (165, 42, 42), (112, 48, 160), (0, 0, 0),
+                  (255, 192, 0), (91, 155, 213))
+
+
+def _plot_curves(draw, ablation: Ablation, curves: Dict[str, List[Tuple[int, float]]],
+                 box: Tuple[int, int, int, int]) -> None:
+  """Lines of metric (%) against step in `box` (left, top, right, bottom), 0-100 on the y axis."""
+  left, top, right, bottom = box
+  last = max(step for curve in curves.values() for step, _ in curve) or 1
+  draw.text((left - 30, top - 12), f'{ablation.metrics[0]} % by step (0-{last})', fill='black')
+  draw.line((left, bottom, right, bottom), fill='black')
+  draw.line((left, top, left, bottom), fill='black')
+  for percent in (50, 100):
+    y = bottom - (bottom - top) * percent / 100
+    draw.line((left, y, right, y), fill=(210, 210, 210))
+    draw.text((left - 24, y - 6), str(percent), fill='black')
+  for i, (name, curve) in enumerate(curves.items()):
+    colour = _CURVE_COLOURS[i % len(_CURVE_COLOURS)]
+    points = [(left + (right - left) * step / last, bottom - (bottom - top) * value)
+              for step, value in curve if _number(value) is not None]
+    if len(points) > 1:
+      draw.line(points, fill=colour, width=2)
+    for x, y in points:
+      draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
+    draw.text((left, bottom + 8 + 12 * i), name, fill=colour)
 
 
 def _parse_args(argv: Sequence[str]):

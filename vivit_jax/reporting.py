@@ -5,6 +5,8 @@ progress with steps/s and ETA, and two JSON files in the workdir:
 - `results.json`: {'status', 'step', 'num_training_steps', 'wall_time_s', 'metrics': {name: last value}}, where
   `metrics` holds the last value of every metric logged under its name (train/loss, valid/accuracy,
   valid/num_videos, ...). It is rewritten after every summary and evaluation, atomically.
+- `metrics.jsonl`: the history, one line `{"step": s, "metrics": {...}}` per summary and evaluation, appended
+  (a restart from an older checkpoint appends the repeated steps again: `read_history` keeps the last).
 """
 
 import json
@@ -21,6 +23,7 @@ from clu import metric_writers, parameter_overview, periodic_actions
 
 CONFIG_FILE = 'config.json'
 RESULTS_FILE = 'results.json'
+HISTORY_FILE = 'metrics.jsonl'
 
 
 class _QuietLibraries(logging.Filter):
@@ -65,6 +68,27 @@ def read_results(workdir: str) -> Dict[str, Any]:
     return json.load(f)
 
 
+def read_history(workdir: str) -> Dict[str, list]:
+  """{metric: [(step, value), ...] by step} from metrics.jsonl; for a step logged twice (a restart), the
+  last value. A torn last line (a killed process) is skipped."""
+  path = os.path.join(workdir, HISTORY_FILE)
+  if not os.path.exists(path):
+    return {}
+  by_step: Dict[int, Dict[str, Any]] = {}
+  with open(path) as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except ValueError:
+        continue
+      by_step.setdefault(int(record['step']), {}).update(record['metrics'])
+  history: Dict[str, list] = {}
+  for step in sorted(by_step):
+    for name, value in by_step[step].items():
+      history.setdefault(name, []).append((step, value))
+  return history
+
+
 class Reporter:
   """Writers, progress and the results file of one run (only process 0 writes files and summaries)."""
 
@@ -106,6 +130,11 @@ class Reporter:
     self.writer.write_scalars(step, scalars)
     self.metrics.update(scalars)
     self.step = step
+    if self.is_main:
+      line = json.dumps({'step': int(step), 'metrics': {k: (v if math.isfinite(v) else str(v))
+                                                        for k, v in scalars.items()}})
+      with open(os.path.join(self.workdir, HISTORY_FILE), 'a') as f:
+        f.write(line + '\n')
     self.save_results()
 
   def save_results(self, status: Optional[str] = None) -> Dict[str, Any]:
