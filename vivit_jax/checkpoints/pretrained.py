@@ -31,7 +31,7 @@ import numpy as np
 from vivit_jax.checkpoints.formats.vit_npz import convert_pre_linen
 from vivit_jax.checkpoints.pretrained_posemb import Grid, adapt_posemb, adapt_temporal_posemb
 from vivit_jax.checkpoints.pretrained_report import Entry, InitReport
-from vivit_jax.models.embedding import arp_coefficients
+from vivit_jax.models.embedding import inflation_weights
 
 INFLATIONS = ('central_frame_initializer', 'average_frame_initializer', 'average_arp_frame_initializer')
 _POSEMB = 'posembed_input/pos_embedding'
@@ -51,24 +51,15 @@ class PretrainedMismatchError(ValueError):
 
 
 def inflate_kernel(kernel: np.ndarray, frames: int, method: Optional[str]) -> np.ndarray:
-  """A 2D patch kernel `[fh, fw, c, d]` as a tubelet kernel `[frames, fh, fw, c, d]` (float32).
-
-  central_frame_initializer: the kernel at slice `frames // 2`, zeros elsewhere; average_frame_initializer:
-  every slice `kernel / frames`; average_arp_frame_initializer: slice i `kernel * arp_i / frames`.
-  """
-  kernel = np.asarray(kernel, np.float32)
-  if method == 'central_frame_initializer':
-    out = np.zeros((frames,) + kernel.shape, np.float32)
-    out[frames // 2] = kernel
-    return out
-  if method == 'average_frame_initializer':
-    weights = np.full(frames, 1.0 / frames)
-  elif method == 'average_arp_frame_initializer':
-    weights = arp_coefficients(frames) / frames
-  else:
+  """A 2D patch kernel `[fh, fw, c, d]` as a tubelet kernel `[frames, fh, fw, c, d]` (float32), weighted per
+  frame by `models.embedding.inflation_weights`: central frame (the kernel at `frames // 2`, zeros elsewhere),
+  average (`kernel / frames` on every frame) or ARP (`kernel * arp_i / frames`)."""
+  if method not in INFLATIONS:
     raise ValueError(f'inflating a 2D patch kernel to {frames} frames needs '
                      f'model.temporal_encoding_config.kernel_init_method in {INFLATIONS}; got {method!r}')
-  return (weights[:, None, None, None, None] * kernel[None].astype(np.float64)).astype(np.float32)
+  weights = inflation_weights(method, frames)
+  kernel = np.asarray(kernel, np.float32).astype(np.float64)
+  return (weights[:, None, None, None, None] * kernel[None]).astype(np.float32)
 
 
 class _Builder:

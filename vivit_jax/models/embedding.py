@@ -22,15 +22,31 @@ def arp_coefficients(num_frames: int) -> np.ndarray:
   return 2.0 * (num_frames - t + 1) - (num_frames + 1) * (harmonic[num_frames] - harmonic[t - 1])
 
 
+def inflation_weights(method: str, frames: int, pretrained: bool = True) -> np.ndarray:
+  """Per-frame weights [frames] that inflate one 2D patch kernel into a tubelet kernel (weight_i * kernel).
+
+  - central_frame_initializer: 1 at the central frame frames // 2, 0 elsewhere;
+  - average_frame_initializer: 1 / frames on every frame (filter inflation: the tubelet's response to a static
+    clip equals the 2D kernel's); for a fresh kernel (`pretrained=False`) 1, the slice merely repeated;
+  - average_arp_frame_initializer: the ARP coefficient of frame i / frames.
+  """
+  if method == 'central_frame_initializer':
+    weights = np.zeros(frames)
+    weights[frames // 2] = 1.0
+    return weights
+  if method == 'average_frame_initializer':
+    return np.full(frames, 1.0 / frames if pretrained else 1.0)
+  if method == 'average_arp_frame_initializer':
+    return arp_coefficients(frames) / frames
+  raise ValueError(f'unknown kernel_init_method {method!r}; expected one of {KERNEL_INIT_METHODS[1:]}')
+
+
 def tubelet_kernel_init(method: Optional[str]):
   """Initialiser of a `[ft, fh, fw, c, d]` kernel.
 
   None: lecun normal over the whole tubelet (flax's Conv default). The others draw that kernel and keep only
-  its first temporal slice, placed on the TEMPORAL axis (Scenic's central-frame initialiser zeroes slices of
-  the width axis instead, a defect not copied):
-  - central_frame_initializer: the slice at the central frame ft // 2, zeros elsewhere;
-  - average_frame_initializer: the slice repeated over all ft frames (filter inflation);
-  - average_arp_frame_initializer: the slice repeated, frame i weighted by the ARP coefficient i / ft.
+  its first temporal slice, inflated on the TEMPORAL axis by `inflation_weights(method, ft, pretrained=False)`
+  (Scenic's central-frame initialiser zeroes slices of the width axis instead, a defect not copied).
   """
   base = nn.initializers.lecun_normal()
   if method is None:
@@ -41,12 +57,8 @@ def tubelet_kernel_init(method: Optional[str]):
   def init(key, shape, dtype=jnp.float32):
     if len(shape) != 5:
       raise ValueError(f'{method} initialises 5-d tubelet kernels [ft, fh, fw, c, d], got shape {shape}')
-    ft = shape[0]
-    slice0 = base(key, shape, dtype)[0]
-    if method == 'central_frame_initializer':
-      return jnp.zeros(shape, dtype).at[ft // 2].set(slice0)
-    weights = np.ones(ft) if method == 'average_frame_initializer' else arp_coefficients(ft) / ft
-    return jnp.asarray(weights, dtype)[:, None, None, None, None] * slice0[None]
+    weights = inflation_weights(method, shape[0], pretrained=False)
+    return jnp.asarray(weights, dtype)[:, None, None, None, None] * base(key, shape, dtype)[0][None]
 
   return init
 
