@@ -52,3 +52,15 @@ def test_macs_of_a_dense_layer_and_a_convolution_by_hand():
   nested = jax.make_jaxpr(jax.jit(lambda x, w: jax.checkpoint(lambda a: a @ w)(x)))(
       jnp.zeros((2, 3)), jnp.zeros((3, 4)))
   assert complexity.count_jaxpr_macs(nested.jaxpr) == 24
+
+
+def test_gflops_do_not_depend_on_the_attention_implementation():
+  # A fused cuDNN call is opaque to the jaxpr count: counting always traces XLA attention (and so needs no GPU).
+  from tests.tiny import tiny_config  # pylint: disable=g-import-not-at-top
+  from vivit_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  counts = []
+  for implementation in (None, 'xla', 'cudnn'):
+    config = tiny_config('spacetime', model__attention_implementation=implementation)
+    model, shape = create_model(config), complexity.input_shape(config)
+    counts.append(complexity.count_gflops(model, complexity.abstract_params(model, shape), shape))
+  assert counts[0] == counts[1] == counts[2] > 0

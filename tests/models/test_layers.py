@@ -88,6 +88,24 @@ def test_attention_dropout_path_equals_fused_path_without_dropout():
   np.testing.assert_allclose(einsum, attention.dot_product_attention(q, k, v), rtol=1e-5, atol=1e-6)
 
 
+def test_padded_attention_masks_the_padding_in_values_and_gradients():
+  # The cuDNN path pads odd lengths (patches + a class token); XLA runs the same padding and masking on CPU.
+  q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (2, 13, 2, 8)) for i in range(3))
+  padded = lambda q, k, v: attention.padded_attention(q, k, v, 'xla', 8)
+  np.testing.assert_allclose(padded(q, k, v), naive_attention(q, k, v), rtol=1e-5, atol=1e-5)
+  loss = lambda fn: (lambda q, k, v: jnp.sum(jnp.sin(fn(q, k, v))))
+  for got, want in zip(jax.grad(loss(padded), argnums=(0, 1, 2))(q, k, v),
+                       jax.grad(loss(naive_attention), argnums=(0, 1, 2))(q, k, v)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  assert padded(q[:, :8], k[:, :8], v[:, :8]).shape == (2, 8, 2, 8)  # Already a multiple: no padding.
+
+
+def test_attention_backend_is_xla_off_gpu_and_honours_the_config():
+  q = jnp.zeros((1, 5, 2, 64), jnp.bfloat16)
+  assert attention.attention_backend(None, q) == 'xla'  # The tests run on CPU.
+  assert attention.attention_backend('cudnn', q) == 'cudnn'
+
+
 class _Residual(blocks._ResidualBlock):
 
   @nn.compact

@@ -1,7 +1,10 @@
 """Attention kernels on `[batch, ..., heads, head_dim]` projections (the layout flax's DenseGeneral gives).
 
-- `dot_product_attention`: full attention over axis 1 of `[B, L, h, dh]`; uses `jax.nn.dot_product_attention`
-  (the fused cuDNN kernel on GPU for bf16/fp16) unless attention dropout is active in training.
+- `dot_product_attention`: full attention over axis 1 of `[B, L, h, dh]` with `jax.nn.dot_product_attention`,
+  unless attention dropout is active in training. `attention_backend` picks the implementation when the config
+  names none: cuDNN's fused flash attention on CUDA GPUs for bf16/fp16 (JAX itself defaults to XLA, which
+  materialises the [L, L] scores), XLA elsewhere. cuDNN needs even sequence lengths in training (ViViT's are
+  odd: patches plus a class token), so its inputs are padded to a multiple of 8 and the padding masked out.
 - `axis_attention`: attention along the time (1) or space (2) axis of `[B, T, S, h, dh]`; space reuses the fused
   kernel with frames folded into the batch (a free reshape), time uses batched einsums so no transpose of the
   activations is materialised.
@@ -38,12 +41,51 @@ def _einsum_attention(q, k, v, seq_axis: int, dropout_rate, dropout_rng, determi
   return jnp.einsum(f'{others}h{query_side}z,{kv}hd->{letters}hd', weights, v)
 
 
+CUDNN_LENGTH_MULTIPLE = 8  # cuDNN pads to this: even lengths are required in training; 8 keeps rows aligned.
+
+
+def _on_cuda() -> bool:
+  try:
+    return jax.default_backend() == 'gpu' and 'cuda' in jax.local_devices()[0].client.platform_version.lower()
+  except Exception:  # pylint: disable=broad-except
+    return False
+
+
+def attention_backend(implementation: Optional[str], q) -> str:
+  """`implementation` if given ('xla' or 'cudnn'); else 'cudnn' on a CUDA GPU for bf16/fp16 inputs whose head
+  dim cuDNN's flash kernel takes (a multiple of 8, at most 128), else 'xla'."""
+  if implementation is not None:
+    return implementation
+  head_dim = q.shape[-1]
+  if q.dtype in (jnp.bfloat16, jnp.float16) and head_dim % 8 == 0 and head_dim <= 128 and _on_cuda():
+    return 'cudnn'
+  return 'xla'
+
+
+def padded_attention(q, k, v, implementation: str, multiple: int):
+  """`jax.nn.dot_product_attention` over axis 1 of `[B, L, h, dh]` with L padded to a multiple of `multiple`;
+  the padded keys are masked out (`key_value_seq_lengths`) and the padded query rows dropped."""
+  length = q.shape[1]
+  pad = -length % multiple
+  if not pad:
+    return jax.nn.dot_product_attention(q, k, v, implementation=implementation)
+  widths = ((0, 0), (0, pad), (0, 0), (0, 0))
+  lengths = jnp.full((q.shape[0],), length, jnp.int32)
+  out = jax.nn.dot_product_attention(jnp.pad(q, widths), jnp.pad(k, widths), jnp.pad(v, widths),
+                                     query_seq_lengths=lengths, key_value_seq_lengths=lengths,
+                                     implementation=implementation)
+  return out[:, :length]
+
+
 def dot_product_attention(q, k, v, *, dropout_rate: float = 0.0, dropout_rng=None,
                           deterministic: bool = True, implementation: Optional[str] = None):
   """Self-attention over axis 1 of `[B, L, h, dh]` inputs; returns `[B, L, h, dh]`."""
   if not deterministic and dropout_rate > 0.0:
     return _einsum_attention(q, k, v, 1, dropout_rate, dropout_rng, deterministic)
-  return jax.nn.dot_product_attention(q, k, v, implementation=implementation)
+  backend = attention_backend(implementation, q)
+  if backend == 'cudnn':
+    return padded_attention(q, k, v, backend, CUDNN_LENGTH_MULTIPLE)
+  return jax.nn.dot_product_attention(q, k, v, implementation=backend)
 
 
 def axis_attention(q, k, v, axis: int, *, dropout_rate: float = 0.0, dropout_rng=None,

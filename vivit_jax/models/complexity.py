@@ -38,8 +38,14 @@ def input_shape(config: ml_collections.ConfigDict, batch: int = 1) -> Tuple[int,
   return (batch, d.num_frames, d.crop_size, d.crop_size, 3)
 
 
+def traceable(model):
+  """`model` with XLA attention: the same parameters and function, traceable on any machine (cuDNN needs a GPU)."""
+  return model.clone(attention_implementation='xla') if hasattr(model, 'attention_implementation') else model
+
+
 def abstract_params(model, shape: Tuple[int, ...]) -> Any:
   """The parameter tree as ShapeDtypeStructs (nothing is allocated)."""
+  model = traceable(model)
   video = jax.ShapeDtypeStruct(shape, jnp.float32)
   return jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v), video)['params']
 
@@ -79,7 +85,12 @@ def count_jaxpr_macs(jaxpr) -> int:
 
 
 def count_gflops(model, params: Any, shape: Tuple[int, ...]) -> float:
-  """GFLOPs (1e9 multiply-accumulates) of one forward pass on a `shape` batch."""
+  """GFLOPs (1e9 multiply-accumulates) of one forward pass on a `shape` batch.
+
+  Traced with XLA attention whatever the model is set to (`traceable`): a fused kernel (cuDNN) is one opaque
+  call in the jaxpr, whose multiply-adds would otherwise go uncounted on a GPU.
+  """
+  model = traceable(model)
   video = jax.ShapeDtypeStruct(shape, jnp.float32)
   closed = jax.make_jaxpr(lambda p, v: model.apply({'params': p}, v, train=False))(params, video)
   return count_jaxpr_macs(closed.jaxpr) / 1e9
