@@ -25,8 +25,6 @@ import logging
 import os
 import re
 import shlex
-import statistics
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import ml_collections
@@ -177,40 +175,6 @@ def commands(ablation: Ablation, workdir: str, only: Optional[Sequence[str]] = N
   return lines
 
 
-def time_train_steps(config: ml_collections.ConfigDict, num_steps: int = 3,
-                     batch_size: Optional[int] = None) -> float:
-  """Median seconds of `num_steps` jitted train steps on a constant batch, after one warm-up step."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from vivit_jax import optim, sharding, state as state_lib, train_step  # pylint: disable=g-import-not-at-top
-  from vivit_jax.models import complexity, create_model  # pylint: disable=g-import-not-at-top
-  if batch_size:
-    config = load_config(config, [f'batch_size={batch_size}', 'gradient_accumulation_steps=1'])
-  mesh = sharding.create_mesh(config.mesh)
-  model = create_model(config)
-  schedule = optim.create_learning_rate_schedule(config.lr_configs, config.num_training_steps or 1000)
-  tx = optim.create_optimizer(config, schedule)
-  shape = complexity.input_shape(config, config.batch_size)
-  init = state_lib.init_fn(model, tx, complexity.input_shape(config), config.rng_seed,
-                           use_ema=config.ema_decay is not None)
-  _, shardings = state_lib.abstract_state(init, mesh)
-  state = state_lib.create_state(init, shardings)
-  step = train_step.jit_train_step(train_step.make_train_step(model, tx, schedule, config, mesh), shardings,
-                                   mesh)
-  num_classes = config.dataset_configs.num_classes
-  labels = np.eye(num_classes, dtype=np.float32)[np.arange(shape[0]) % num_classes]
-  batch = sharding.global_batch({'inputs': np.zeros(shape, np.float32), 'label': labels,
-                                 'batch_mask': np.ones(shape[0], np.float32)}, mesh)
-  times = []
-  for i in range(num_steps + 1):
-    start = time.perf_counter()
-    state, metrics = step(state, batch)
-    jax.block_until_ready(metrics)
-    if i:  # Step 0 compiles.
-      times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def measure_cost(config: ml_collections.ConfigDict, time_steps: int = 3,
                  batch_size: Optional[int] = None) -> Dict[str, Any]:
   """{'params', 'gflops'} (exact, abstract) and, with `time_steps`, the timed step time and its batch."""
@@ -219,6 +183,7 @@ def measure_cost(config: ml_collections.ConfigDict, time_steps: int = 3,
   params = complexity.abstract_params(model, shape)  # summarize() rounds GFLOPs; tiny models need more.
   cost = {'params': complexity.count_params(params), 'gflops': complexity.count_gflops(model, params, shape)}
   if time_steps:
+    from vivit_jax.model_benchmark import time_train_steps  # pylint: disable=g-import-not-at-top
     cost.update(step_time_s=time_train_steps(config, time_steps, batch_size),
                 timing_batch_size=batch_size or config.batch_size)
   return cost
