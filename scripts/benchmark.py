@@ -12,6 +12,7 @@ or without torch and transformers installed, only our row is printed.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -61,13 +62,10 @@ def main(argv=None) -> int:
 
 
 def _has_transformers() -> bool:
-  try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
-    import transformers  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    print('torch or transformers is not installed: timing vivit_jax only', file=sys.stderr)
-    return False
-  return True
+  if all(importlib.util.find_spec(name) for name in ('torch', 'transformers')):
+    return True
+  print('torch or transformers is not installed: timing vivit_jax only', file=sys.stderr)
+  return False
 
 
 def _hf_can_build(config) -> bool:
