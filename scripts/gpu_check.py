@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-VARIANTS = ('spacetime', 'factorized_encoder', 'factorized_self_attention_block', 'factorized_dot_product_attention')
+from vivit_jax.config import ATTENTION_TYPES as VARIANTS  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def check_variant(kind: str, frames: int, crop: int, layers: int, batch: int = 2):
@@ -34,7 +34,7 @@ def check_variant(kind: str, frames: int, crop: int, layers: int, batch: int = 2
   base.model.attention_config.type = kind
   base.model.num_layers = base.model.spatial_transformer.num_layers = layers
   base.model.temporal_transformer.num_layers = layers
-  base.model.classifier = 'gap' if kind.startswith('factorized_') and kind != 'factorized_encoder' else 'token'
+  base.model.classifier = 'gap' if kind in VARIANTS[2:] else 'token'  # Models 3 and 4 have no class token.
   f32 = validate_config(base)
   bf16 = load_config(f32, ['model_dtype_str=bfloat16'])
   video = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (batch, frames, crop, crop, 3)), jnp.float32)

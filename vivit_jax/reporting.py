@@ -68,6 +68,11 @@ def read_results(workdir: str) -> Dict[str, Any]:
     return json.load(f)
 
 
+def _json_numbers(metrics: Mapping[str, float]) -> Dict[str, Any]:
+  """Metrics for strict JSON: NaN and infinities as the strings 'nan', 'inf', '-inf'."""
+  return {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()}
+
+
 def read_history(workdir: str) -> Dict[str, list]:
   """{metric: [(step, value), ...] by step} from metrics.jsonl; for a step logged twice (a restart), the
   last value. A torn last line (a killed process) is skipped."""
@@ -131,8 +136,7 @@ class Reporter:
     self.metrics.update(scalars)
     self.step = step
     if self.is_main:
-      line = json.dumps({'step': int(step), 'metrics': {k: (v if math.isfinite(v) else str(v))
-                                                        for k, v in scalars.items()}})
+      line = json.dumps({'step': int(step), 'metrics': _json_numbers(scalars)})
       with open(os.path.join(self.workdir, HISTORY_FILE), 'a') as f:
         f.write(line + '\n')
     self.save_results()
@@ -142,7 +146,7 @@ class Reporter:
       self.status = status
     results = {'status': self.status, 'step': self.step, 'num_training_steps': self.num_steps,
                'wall_time_s': round(self.wall_time_s, 3),
-               'metrics': {k: (v if math.isfinite(v) else str(v)) for k, v in self.metrics.items()}}
+               'metrics': _json_numbers(self.metrics)}
     if self.is_main:
       write_json(os.path.join(self.workdir, RESULTS_FILE), results)
     return results
