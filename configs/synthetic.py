@@ -4,19 +4,19 @@ Run (what `make demo` does, on CPU):
   python -m vivit_jax.main --config=configs/synthetic.py --workdir=runs/demo
 
 Accuracy: about 0.98 valid/accuracy after 1000 steps, 1-2 minutes on 2 CPU cores. The class of each clip is the
-direction its objects move in (vivit_jax/data/sources/synthetic.py), so no single frame tells it: the temporal
+direction its objects move in (vivit_jax/data/synthetic.py), so no single frame tells it: the temporal
 encoder has to compare frames. Nothing is downloaded; the videos are generated on the fly.
 
 Presets (`configs/synthetic.py:PRESET`):
   tiny     a few steps of a tiny model, for smoke tests.
 """
 
-from configs import default
+from vivit_jax.config import defaults
 
 
 def get_config(arg=None):
   """Model 2 on 8-frame 32x32 synthetic clips of 8 motion directions; `arg` 'tiny' for smoke tests."""
-  config = default.get_config()
+  config = defaults.get_config()
   config.experiment_name = 'synthetic_factorised_encoder'
   config.dataset_name = 'synthetic'
   d = config.dataset_configs
@@ -53,6 +53,7 @@ def get_config(arg=None):
   if arg == 'tiny':
     d.examples_per_subset.train = 64
     d.examples_per_subset.validation = 24
+    d.examples_per_subset.test = 24
     config.batch_size = 16
     config.eval_batch_size = 16
     m.hidden_size = 16

@@ -1,16 +1,10 @@
 #!/usr/bin/env python
-"""Evaluates a checkpoint single-view and multi-view on a split; see vivit_jax/evaluation.py.
+"""Evaluates a checkpoint single-view and multi-view on a split: the `vivit-evaluate` command
+(vivit_jax/cli/evaluate.py); `--help` says how."""
 
-  python scripts/evaluate.py --config=FILE --checkpoint=PATH [--split=test] [--views=4x3] \\
-      [--aggregation=logits|softmax] [--output=FILE.json] [--batch_size=N] [--config.KEY=VALUE ...]
-"""
-
-import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-
-from vivit_jax import evaluation  # pylint: disable=g-import-not-at-top
+from vivit_jax.cli.evaluate import main
 
 if __name__ == '__main__':
-  sys.exit(evaluation.main(sys.argv[1:]))
+  sys.exit(main())

@@ -1,17 +1,10 @@
 #!/usr/bin/env python
-"""Prepares downloaded videos as DMVR TFRecords or a TFDS dataset; see vivit_jax/data/prepare.py.
+"""Builds DMVR TFRecords or a TFDS dataset from downloaded videos: the `vivit-prepare-data` command
+(vivit_jax/cli/prepare_data.py); `--help` says how."""
 
-  python scripts/prepare_data.py --layout={kinetics,ssv2,folder} --input=DIR --output=DIR --format={dmvr,tfds} \
-      [--fps=10] [--short_side=256] [--splits=train,validation] [--workers=N] \
-      [--shards=N | --examples_per_shard=N] [--jpeg_quality=90]
-"""
-
-import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-
-from vivit_jax.data import prepare  # pylint: disable=g-import-not-at-top
+from vivit_jax.cli.prepare_data import main
 
 if __name__ == '__main__':
-  sys.exit(prepare.main())
+  sys.exit(main())

@@ -9,12 +9,15 @@ import time
 
 import pytest
 
+from tests import paths
 from tests.train_testing import assert_trees_equal, read_json
-from vivit_jax import dry_run, main, train
+from vivit_jax import train
+from vivit_jax.config import split_config_overrides
+from vivit_jax.train import dry_run
 from vivit_jax.checkpoints import CheckpointManager
 from vivit_jax.config import load_config
 
-ROOT = pathlib.Path(__file__).parents[1]
+ROOT = paths.ROOT
 TINY = str(ROOT / 'configs' / 'synthetic.py') + ':tiny'
 
 
@@ -30,7 +33,7 @@ def _run(*args, timeout=300):
 def test_config_overrides_are_split_from_the_other_flags():
   argv = ['prog', '--config=f.py:tiny', '--config.batch_size=8', '--workdir=w', '--config.model.remat',
           'True', '--dry_run']
-  rest, overrides = main.split_config_overrides(argv)
+  rest, overrides = split_config_overrides(argv)
   assert rest == ['prog', '--config=f.py:tiny', '--workdir=w', '--dry_run']
   assert overrides == ['batch_size=8', 'model.remat=True']
 

@@ -9,11 +9,11 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from tests.tiny import tiny_config
-from vivit_jax import optim
+from vivit_jax.train import optim
 from vivit_jax import sharding as sharding_lib
-from vivit_jax import state as state_lib
+from vivit_jax.train import state as state_lib
 from vivit_jax.models import create_model
-from vivit_jax.models.complexity import input_shape
+from vivit_jax.models.shapes import input_shape
 from vivit_jax.sharding import MeshError, leaf_spec
 
 ATTENTION = '/params/Transformer/encoderblock_0/MultiHeadDotProductAttention_0'

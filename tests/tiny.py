@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import default
+from vivit_jax.config import defaults as default
 from vivit_jax.config import validate_config
 
 VARIANT_CLASSIFIER = {

@@ -1,4 +1,5 @@
-"""Trains and evaluates a ViViT config; rerunning the same command resumes.
+"""Trains and evaluates a ViViT config (`vivit-train` or `python -m vivit_jax.main`); rerunning the same command
+resumes.
 
   python -m vivit_jax.main --config=configs/synthetic.py --workdir=runs/demo
   python -m vivit_jax.main --config=configs/kinetics400/vivit_base_k400.py --workdir=runs/k400 \\
@@ -6,16 +7,19 @@
   python -m vivit_jax.main --config=FILE --dry_run     # validate, count, estimate memory; train nothing
 
 `--config=FILE[:preset]` and `--config.KEY=VALUE` follow ml_collections' config_flags syntax. The overrides are
-applied after the file has been merged onto configs/default.py, so any declared key can be overridden (even one
-a Scenic file leaves out), and they are validated like the file: a misspelt key is an error naming the closest
+applied after the file has been merged onto the defaults, so any declared key can be overridden (even one a
+Scenic file leaves out), and they are validated like the file: a misspelt key is an error naming the closest
 valid key. Multi-host runs pass --coordinator_address, --num_processes and --process_id to every process (or
-nothing, where jax.distributed detects the cluster, e.g. on TPU pods and SLURM).
+nothing, where jax.distributed detects the cluster, e.g. on TPU pods and SLURM). The run writes WORKDIR/config.json,
+TensorBoard events, checkpoints, WORKDIR/metrics.jsonl and WORKDIR/results.json.
 """
 
 import sys
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 from absl import app, flags
+
+from vivit_jax.config import ConfigError, load_config, split_config_overrides
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('config', None, 'Config file, optionally with a preset: path/to/file.py[:arg].')
@@ -31,28 +35,11 @@ flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() with 
 _OVERRIDES: List[str] = []
 
 
-def split_config_overrides(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
-  """(remaining argv, ['KEY=VALUE', ...]) from '--config.KEY=VALUE' and '--config.KEY VALUE' arguments."""
-  rest, overrides = [], []
-  i = 0
-  while i < len(argv):
-    arg = argv[i]
-    if arg.startswith('--config.'):
-      key, sep, value = arg[len('--config.'):].partition('=')
-      if not sep:
-        if i + 1 >= len(argv):
-          raise app.UsageError(f'{arg} needs a value: {arg}=VALUE')
-        i += 1
-        value = argv[i]
-      overrides.append(f'{key}={value}')
-    else:
-      rest.append(arg)
-    i += 1
-  return rest, overrides
-
-
 def _parse_flags(argv: Sequence[str]) -> List[str]:
-  rest, overrides = split_config_overrides(argv)
+  try:
+    rest, overrides = split_config_overrides(argv)
+  except ConfigError as e:
+    raise app.UsageError(str(e)) from e
   _OVERRIDES[:] = overrides
   return FLAGS(rest)
 
@@ -70,27 +57,32 @@ def main(argv: Sequence[str]) -> int:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if not FLAGS.config:
     raise app.UsageError('--config=FILE[:preset] is required')
-  from vivit_jax.config import ConfigError, load_config  # pylint: disable=g-import-not-at-top
   try:
     config = load_config(FLAGS.config, overrides=_OVERRIDES)
   except ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   if FLAGS.dry_run:
-    from vivit_jax import dry_run  # pylint: disable=g-import-not-at-top
+    from vivit_jax.train import dry_run  # pylint: disable=g-import-not-at-top
     print(dry_run.describe(config))
     return 0
   if not FLAGS.workdir:
     raise app.UsageError('--workdir=DIR is required to train')
   _initialise_distributed()
-  from vivit_jax import reporting, train  # pylint: disable=g-import-not-at-top
-  reporting.quiet_library_logs()
+  from vivit_jax import train  # pylint: disable=g-import-not-at-top
+  from vivit_jax.cli.common import quiet_library_logs  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train import reporting  # pylint: disable=g-import-not-at-top
+  quiet_library_logs()
   results = train.train_and_evaluate(config, FLAGS.workdir)
   print(reporting.format_results(results))
   return 0
 
 
 def run() -> None:
+  """The `vivit-train` console script; its --help shows this module's usage."""
+  main_module = sys.modules.get('__main__')
+  if main_module is not None and not getattr(main_module, '__doc__', None):
+    main_module.__doc__ = __doc__
   app.run(main, flags_parser=_parse_flags)
 
 

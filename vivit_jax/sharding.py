@@ -70,6 +70,13 @@ def create_mesh(mesh_config, devices: Optional[Sequence[Any]] = None) -> Mesh:
   return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
 
 
+def single_device_mesh(device: Optional[Any] = None) -> Mesh:
+  """A (1, 1, 1) mesh over one device (default: the first), for work that runs on one device whatever
+  `config.mesh` says (prediction, conversion)."""
+  auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
+  return jax.make_mesh((1, 1, 1), MESH_AXES, axis_types=auto, devices=[device or jax.devices()[0]])
+
+
 def path_name(path) -> str:
   """'/'-joined dict keys and attribute names of a tree path ('opt_state/.../query/kernel')."""
   parts = []

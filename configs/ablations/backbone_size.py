@@ -1,6 +1,6 @@
 """Backbone size: ViViT-B against ViViT-L, Model 2 (factorised encoder, Lt = 4) on Kinetics-400.
 
-The paper (PAPER.md; reported as a plot) finds the larger backbone more accurate when it is pretrained on enough
+The paper (reported as a plot) finds the larger backbone more accurate when it is pretrained on enough
 data: B/16x2 FE 78.8 top-1 at 284.4 GFLOPs, L/16x2 FE 80.6 top-1 (its state-of-the-art table) at 995.3 GFLOPs
 per view. L is the shipped configs/kinetics400/vivit_large_factorised_encoder.py written as overrides of B.
 
@@ -8,7 +8,9 @@ Run:
   python scripts/run_ablation.py --config=configs/ablations/backbone_size.py
 """
 
-from configs.kinetics400 import vivit_base_factorised_encoder
+from vivit_jax.config import import_config_file
+
+vivit_base_factorised_encoder = import_config_file('../kinetics400/vivit_base_factorised_encoder.py', __file__)
 
 METRIC = 'valid/accuracy'
 _LARGE = ['model.hidden_size=1024', 'model.spatial_transformer.num_layers=24',

@@ -1,6 +1,6 @@
 """Input frames and test views: ViViT-L/16x2 Model 2 on Kinetics-400 with 32, 64 and 128 frames.
 
-The paper (PAPER.md, ablations; reported as a plot) finds that more test views help until together they cover
+The paper (its ablations; reported as a plot) finds that more test views help until together they cover
 the whole video (Kinetics clips: 250 frames at 25 fps); a 32-frame clip at stride 2 spans 64 frames, so about 4
 views cover a video, and a 128-frame clip needs one. More input frames raise accuracy at proportional cost: 995.3
 GFLOPs per view at 32 frames, 3980.4 at 128.
@@ -14,7 +14,9 @@ Run:
   python scripts/run_ablation.py --config=configs/ablations/frames_and_views.py
 """
 
-from configs.kinetics400 import vivit_large_factorised_encoder
+from vivit_jax.config import import_config_file
+
+vivit_large_factorised_encoder = import_config_file('../kinetics400/vivit_large_factorised_encoder.py', __file__)
 
 METRIC = 'valid/accuracy'
 _GFLOPS = {32: 995.3, 128: 3980.4}

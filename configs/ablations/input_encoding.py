@@ -1,6 +1,6 @@
 """Input encoding: uniform frame sampling against tubelets, and how the tubelet kernel is initialised.
 
-The paper (PAPER.md, ablations) trains ViViT-B Model 1 on Kinetics-400 from an ImageNet-21K ViT: uniform frame
+The paper (its ablations) trains ViViT-B Model 1 on Kinetics-400 from an ImageNet-21K ViT: uniform frame
 sampling reaches 78.5 top-1; a 16x16x2 tubelet reaches 73.2 when its embedding starts random, 77.6 with filter
 inflation (the 2D filter averaged over the tubelet's frames) and 79.2 with central-frame initialisation (the 2D
 filter on the middle frame, zeros elsewhere). Frame sampling takes 16 of the 32 frames, the same 16 x 196 tokens
@@ -11,7 +11,9 @@ Run:
   python scripts/run_ablation.py --config=configs/ablations/input_encoding.py
 """
 
-from configs.kinetics400 import vivit_base_k400
+from vivit_jax.config import import_config_file
+
+vivit_base_k400 = import_config_file('../kinetics400/vivit_base_k400.py', __file__)
 
 METRIC = 'valid/accuracy'
 _INIT = 'model.temporal_encoding_config.kernel_init_method'

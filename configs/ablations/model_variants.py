@@ -1,6 +1,6 @@
 """The model-variant table: ViViT-B/16x2 Models 1-4 and the average-pool baseline on Kinetics-400.
 
-The paper (PAPER.md, model-architecture table) finds the unfactorised Model 1 the most accurate (80.0 top-1) and
+The paper (its model-architecture table) finds the unfactorised Model 1 the most accurate (80.0 top-1) and
 the most expensive (455.2 GFLOPs); Model 2 (factorised encoder) is close (78.8) at 62% of the FLOPs and the
 fastest; Models 3 and 4 trail (77.4, 76.3); averaging per-frame encodings without a temporal encoder (the
 spatial-only baseline) loses 3 points against Model 2 (75.8). Every entry is the shipped Kinetics-400 config of
@@ -12,7 +12,9 @@ Run:
 Set `--config.init_from.checkpoint_path=...` (an ImageNet-21K ViT-B/16) to train as the paper did.
 """
 
-from configs.kinetics400 import vivit_base_k400
+from vivit_jax.config import import_config_file
+
+vivit_base_k400 = import_config_file('../kinetics400/vivit_base_k400.py', __file__)
 
 METRIC = 'valid/accuracy'
 _FE = ['model.attention_config.type=factorized_encoder', 'lr_configs.base_learning_rate=0.05']

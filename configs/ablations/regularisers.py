@@ -1,6 +1,6 @@
 """Cumulative regularisation of ViViT-B Model 2 on the small datasets: EPIC-Kitchens-100 (default) or SSv2.
 
-The paper (PAPER.md, ablations) adds one regulariser at a time to a B factorised encoder initialised from
+The paper (its ablations) adds one regulariser at a time to a B factorised encoder initialised from
 Kinetics-400 and reports EPIC action top-1: crop + flip + colour 38.4 (from ImageNet), + K400 init 39.6,
 + stochastic depth 40.2, + RandAugment 41.1, + label smoothing 43.1, + mixup 43.7; on SSv2 the whole stack takes
 60.4 to 65.4. Every entry keeps the ones before it. The K400 initialisation is a checkpoint you supply:
@@ -8,17 +8,18 @@ Kinetics-400 and reports EPIC action top-1: crop + flip + colour 38.4 (from Imag
 in the paper's rows after "+K400 init". Strengths are the paper's: EPIC stochastic depth 0.2, RandAugment
 magnitude 15, label smoothing 0.2, mixup 0.1; SSv2 0.3, 20, 0.3, 0.3.
 
-Training reports per-head accuracy (valid/noun/accuracy, valid/verb/accuracy); EPIC's action accuracy comes
-from `scripts/evaluate.py` on each run's workdir.
+Validation reports per-head accuracy (valid/noun/accuracy, valid/verb/accuracy) and EPIC's action accuracy
+(valid/action/accuracy), which the report plots.
 
 Run:
   python scripts/run_ablation.py --config=configs/ablations/regularisers.py
   python scripts/run_ablation.py --config=configs/ablations/regularisers.py:ssv2
 """
 
-from configs import default
-from configs.epic_kitchens import vivit_large_factorised_encoder as epic
-from configs.something_something_v2 import vivit_large_factorised_encoder as ssv2
+from vivit_jax.config import defaults, import_config_file
+
+epic = import_config_file('../epic_kitchens/vivit_large_factorised_encoder.py', __file__)
+ssv2 = import_config_file('../something_something_v2/vivit_large_factorised_encoder.py', __file__)
 
 METRIC = ('valid/action/accuracy', 'valid/accuracy')
 # (stochastic depth, RandAugment magnitude, label smoothing, mixup alpha) as the shipped configs set them.
@@ -36,7 +37,7 @@ def get_config(arg=None):
   """The shipped EPIC (or SSv2) L-FE config with a ViViT-B backbone and no regulariser but crop, flip, colour."""
   config = (ssv2 if _dataset(arg) == 'ssv2' else epic).get_config()
   config.experiment_name = f'ablation_regularisers_{_dataset(arg)}'
-  base = default.get_model_config()
+  base = defaults.get_model_config()
   m = config.model
   m.hidden_size = base.hidden_size
   for name in ('spatial_transformer', 'temporal_transformer'):

@@ -2,7 +2,7 @@
 
 The CPU-sized counterpart of the paper's input-encoding ablation (configs/ablations/input_encoding.py): the
 paper's ViViTs start from an ImageNet ViT; here a tiny image ViT, pretrained by scripts/pretrain_image_vit.py on
-single frames of the same synthetic videos (vivit_jax/image_pretrain.py: which 4x4-pixel cells a square covers),
+single frames of the same synthetic videos (vivit_jax/experiments/image_pretrain.py: which 4x4-pixel cells a square covers),
 initialises configs/synthetic.py's Model 2 (its 2D patch kernel inflated into the 8x8x4 tubelet kernel, its
 blocks, class token and positional embedding copied into the spatial encoder; the temporal encoder and the head
 start fresh). Entries: `random` (no init_from), `central_frame` (the 2D kernel on the tubelet's frame ft // 2,
@@ -30,7 +30,9 @@ Presets (`synthetic_init.py:PRESET`):
            file: use it only for `random`, or point init_from at a tiny image ViT), for tests.
 """
 
-from configs import synthetic
+from vivit_jax.config import import_config_file
+
+synthetic = import_config_file('../synthetic.py', __file__)
 
 METRIC = 'valid/accuracy'
 PRETRAINED = 'runs/pretrained/vit_synthetic'  # Written by scripts/pretrain_image_vit.py (its default output).
@@ -47,6 +49,7 @@ def get_config(arg=None):
   config.log_eval_steps = 100
   config.checkpoint_steps = 400
   config.write_summary = False
+  config.dataset_configs.do_multicrop_test = False  # The sweep compares valid/accuracy.
   config.init_from.checkpoint_format = 'scenic'
   config.init_from.model_config.model.classifier = 'token'
   config.init_from.positional_embed_size_change = 'tile'

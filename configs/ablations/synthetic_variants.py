@@ -1,6 +1,6 @@
 """Models 1-4 and the spatial-only average-pool baseline on synthetic motion videos: a CPU-sized model table.
 
-The class of a synthetic clip is the direction its square moves in (vivit_jax/data/sources/synthetic.py), one
+The class of a synthetic clip is the direction its square moves in (vivit_jax/data/synthetic.py), one
 of 8. Tubelets here span one frame (8x8x1 patches), so no token sees motion: Models 1-4, which attend across
 frames, have to relate where the square is to when, while the baseline encodes each frame alone and averages
 over time, which is blind to frame order. A clip and its time reversal are equally likely videos of the opposite
@@ -30,7 +30,9 @@ Presets (`synthetic_variants.py:PRESET`):
   tiny     2 steps of a tiny model per entry, for tests.
 """
 
-from configs import synthetic
+from vivit_jax.config import import_config_file
+
+synthetic = import_config_file('../synthetic.py', __file__)
 
 METRIC = 'valid/accuracy'
 
@@ -54,6 +56,7 @@ def get_config(arg=None):
   config.log_eval_steps = 200
   config.checkpoint_steps = 800
   config.write_summary = False
+  config.dataset_configs.do_multicrop_test = False  # The sweep compares valid/accuracy.
   if arg == 'tiny':
     m.num_heads, m.mlp_dim, m.num_layers = 2, 32, 1
     config.num_training_steps = 2

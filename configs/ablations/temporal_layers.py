@@ -1,6 +1,6 @@
 """Factorised-encoder depth: the number of temporal transformer layers Lt of ViViT-B Model 2 on Kinetics-400.
 
-The paper (PAPER.md, ablations) finds that a temporal encoder matters, but a shallow one suffices: Lt = 0 (the
+The paper (its ablations) finds that a temporal encoder matters, but a shallow one suffices: Lt = 0 (the
 average-pool baseline: per-frame encodings averaged over time) gives 75.8 top-1, one layer 78.6, and 4, 8 and 12
 layers 78.8, 78.8 and 78.9. The shipped Model 2 config uses Lt = 4.
 
@@ -8,7 +8,9 @@ Run:
   python scripts/run_ablation.py --config=configs/ablations/temporal_layers.py
 """
 
-from configs.kinetics400 import vivit_base_factorised_encoder
+from vivit_jax.config import import_config_file
+
+vivit_base_factorised_encoder = import_config_file('../kinetics400/vivit_base_factorised_encoder.py', __file__)
 
 METRIC = 'valid/accuracy'
 _TOP1 = {0: 75.8, 1: 78.6, 4: 78.8, 8: 78.8, 12: 78.9}

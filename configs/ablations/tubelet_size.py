@@ -1,6 +1,6 @@
 """Tubelet size: 16x16 patches over 8, 4 or 2 frames, for ViViT-B Models 1 and 2 on Kinetics-400.
 
-The paper (PAPER.md, ablations; reported as a plot) finds that smaller tubelets, hence more temporal tokens, raise
+The paper (its ablations; reported as a plot) finds that smaller tubelets, hence more temporal tokens, raise
 accuracy at a cost that grows with the token count: quadratically for Model 1's joint attention, about linearly
 for Model 2's factorised encoder. Its model table gives the 16x2 points: Model 1 80.0 top-1 at 455.2 GFLOPs,
 Model 2 78.8 at 284.4. The GFLOPs and step time of the other points are exact here (`--cost_only`).
@@ -10,7 +10,9 @@ Run:
   python scripts/run_ablation.py --config=configs/ablations/tubelet_size.py --cost_only
 """
 
-from configs.kinetics400 import vivit_base_k400
+from vivit_jax.config import import_config_file
+
+vivit_base_k400 = import_config_file('../kinetics400/vivit_base_k400.py', __file__)
 
 METRIC = 'valid/accuracy'
 _MODEL2 = ['model.attention_config.type=factorized_encoder', 'lr_configs.base_learning_rate=0.05']

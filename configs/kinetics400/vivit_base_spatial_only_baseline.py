@@ -3,18 +3,17 @@
 Run:
   python -m vivit_jax.main --config=configs/kinetics400/vivit_base_spatial_only_baseline.py --workdir=runs/vivit_base_spatial_only_baseline
 
-Accuracy: 75.8 top-1 on Kinetics-400 in the paper's model table and its Lt ablation (PAPER.md).
+Accuracy: 75.8 top-1 on Kinetics-400 in the paper's model table and its Lt ablation.
 Init: an ImageNet-21K ViT-B/16 with a class token; set `init_from.checkpoint_path` (None here: from scratch).
 """
 
-from configs import default
-from configs import recipe
+from vivit_jax.config import defaults, recipe
 
 
 def get_config(arg=None):
   """ViViT-B/16x2 factorised encoder without the temporal encoder, K400, the paper's recipe."""
   recipe.no_presets(arg, __name__)
-  config = default.get_config()
+  config = defaults.get_config()
   config.experiment_name = 'vivit_base_spatial_only_baseline'
   recipe.dataset(config, num_classes=400, sizes=recipe.KINETICS400_SIZES, colour_augment=True,
                  three_spatial_crops=True)

@@ -15,7 +15,7 @@ from vivit_jax.checkpoints import (CheckpointError, CheckpointManager, check_par
                                    load_metadata, load_params, save_scenic, save_vivit_jax)
 from vivit_jax.checkpoints.formats import vit_npz
 from vivit_jax.models import create_model
-from vivit_jax.state import TrainState
+from vivit_jax.train.state import TrainState
 
 VIDEO_SHAPE = (1, 8, 16, 16, 3)
 METADATA = {'config': {'model': {'hidden_size': 12}}, 'preprocessing': {'num_frames': 8, 'crop_size': 16}}

@@ -16,13 +16,16 @@ import safetensors.numpy
 import torch
 import transformers
 
+from tests import paths
 from tests.tiny import randomise, tiny_config
-from vivit_jax import checkpoints, convert
+from vivit_jax import checkpoints
+from vivit_jax.checkpoints import convert, restore
+from vivit_jax.cli import convert as convert_cli
 from vivit_jax.checkpoints import CheckpointError
 from vivit_jax.checkpoints.formats import huggingface as hf
 from vivit_jax.models import create_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = str(paths.ROOT)
 LABELS = ['abseiling', 'bowling', 'cooking', 'dancing', 'eating']
 TINY_HF = dict(hidden_size=16, num_attention_heads=2, num_hidden_layers=2, intermediate_size=32, image_size=16)
 LEGACY = {'layers.': 'encoder.layer.', 'attention.q_proj': 'attention.attention.query',
@@ -92,7 +95,7 @@ def test_huggingface_vivit_loads_with_identical_logits(hf_vivit):
   overrides = info['config']
   assert overrides['model.patches.size'] == (4, 4, 2) and overrides['dataset_configs.num_frames'] == 8
   assert params['embedding']['kernel'].shape == (2, 4, 4, 3, 16)
-  config = convert.config_from_overrides(overrides)
+  config = restore.config_from_overrides(overrides)
   clip = _clip()
   diff = np.abs(_our_logits(config, params, clip) - _hf_logits(model, clip)).max()
   print(f'HF -> vivit_jax max |logit difference|: {diff:.3g}')
@@ -144,7 +147,7 @@ def test_no_qkv_bias_loads_as_zero_biases(tmp_path):
   attention = params['Transformer']['encoderblock_0']['MultiHeadDotProductAttention_0']
   np.testing.assert_array_equal(attention['key']['bias'], np.zeros((2, 8)))
   clip = _clip((1, 4, 16, 16, 3))
-  ours_logits = _our_logits(convert.config_from_overrides(info['config']), params, clip)
+  ours_logits = _our_logits(restore.config_from_overrides(info['config']), params, clip)
   np.testing.assert_allclose(ours_logits, _hf_logits(model, clip), atol=1e-4)
 
 
@@ -225,7 +228,7 @@ def test_vit_loads_as_the_scenic_vit_tree(architecture, tmp_path):
 
 
 def _run_convert(capsys, *argv):
-  assert convert.main(list(argv)) == 0
+  assert convert_cli.main(list(argv)) == 0
   out = capsys.readouterr().out
   return float(re.findall(r'max \|logit difference\| .*: (\S+)$', out, re.M)[-1]), out
 
@@ -246,11 +249,11 @@ def test_convert_script_between_all_formats(hf_vivit, tmp_path, capsys):
   assert diffs['vivit_jax -> scenic'] <= 1e-6  # Our model on both sides (jit vs eager: not bit-identical).
   _assert_trees_equal(checkpoints.load_params(scenic_dir), checkpoints.load_params(jax_dir))
   with pytest.raises(ValueError, match='carries no model config.*--config'):
-    convert.main([f'--input={scenic_dir}', f'--output={tmp_path / "x"}', '--to=huggingface'])
+    convert.convert(scenic_dir, str(tmp_path / 'x'), 'huggingface')
 
   config_file = tmp_path / 'tiny_hf.py'
   overrides = hf.load_huggingface(hf_dir)[1]['config']
-  config_file.write_text(f'from vivit_jax.convert import config_from_overrides\n\n\ndef get_config():\n'
+  config_file.write_text(f'from vivit_jax.checkpoints.restore import config_from_overrides\n\n\ndef get_config():\n'
                          f'  return config_from_overrides({overrides!r})\n')
   diff, out = _run_convert(capsys, f'--input={scenic_dir}', f'--output={hf_out}', '--to=huggingface',
                            f'--config={config_file}')

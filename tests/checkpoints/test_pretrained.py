@@ -9,14 +9,15 @@ from flax import traverse_util
 
 from tests.tiny import randomise, tiny_config
 from tests.train_testing import assert_trees_equal, host_tree, train_config
-from vivit_jax import state as state_lib
+from vivit_jax.train import state as state_lib
 from vivit_jax import train
 from vivit_jax.checkpoints import (CheckpointManager, PretrainedMismatchError, inflate_kernel,
                                    init_from_pretrained, init_from_pretrained_with_report, load_params,
                                    save_scenic, save_vivit_jax)
 from vivit_jax.checkpoints import pretrained_posemb as posemb_lib
 from vivit_jax.models import create_model
-from vivit_jax.models.complexity import abstract_params, input_shape
+from vivit_jax.models.complexity import abstract_params
+from vivit_jax.models.shapes import input_shape
 from vivit_jax.models.embedding import arp_coefficients
 
 D, HEADS, MLP, GRID = 12, 2, 24, 4  # Tiny image ViT: patch 4 on 16x16 images -> 4x4 patches.

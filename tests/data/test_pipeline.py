@@ -1,11 +1,12 @@
 """Input pipelines: reproducible training order, exact evaluation passes, per-process rows and prefetching."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from tests.tiny import tiny_config
-from vivit_jax.data.pipeline import DataError, SyntheticPipeline, create_pipeline, prefetch
-from vivit_jax.data.sources.synthetic import SyntheticMotion
+from vivit_jax.data import DataError, Views, create_pipeline, prefetch, preprocessing_spec
+from vivit_jax.data.synthetic import SyntheticMotion, SyntheticPipeline
 
 NUM_TRAIN, NUM_VALIDATION, NUM_CLASSES = 40, 20, 5
 BATCH, EVAL_BATCH = 12, 8  # 12 does not divide 40; 8 does not divide 20.
@@ -194,12 +195,12 @@ def test_missing_examples_per_subset_is_named():
 def test_preprocessing_describes_the_inputs():
   p = pipeline()
   assert isinstance(p, SyntheticPipeline)
-  pre = p.preprocessing
+  pre = preprocessing_spec(p.config, p.label_names)
   assert pre['dataset_name'] == 'synthetic'
   assert pre['num_frames'] == 8 and pre['crop_size'] == 16 and pre['num_classes'] == NUM_CLASSES
   assert pre['value_range'] == [-1.0, 1.0]
   assert len(pre['label_names']) == len(set(pre['label_names'])) == NUM_CLASSES
-  assert pipeline(dataset_configs__zero_centering=False).preprocessing['value_range'] == [0.0, 1.0]
+  assert preprocessing_spec(pipeline(dataset_configs__zero_centering=False).config)['value_range'] == [0.0, 1.0]
 
 
 # Prefetch.
@@ -230,3 +231,11 @@ def test_prefetch_of_real_batches():
   fetched = list(zip(range(3), prefetch(p.train_batches(1), 2)))
   for step, batch in fetched:
     np.testing.assert_array_equal(batch['inputs'], p.train_batch(step + 1)['inputs'])
+
+
+def test_inputs_come_in_the_configured_dtype():
+  p = pipeline(data_dtype_str='bfloat16')
+  batch = p.train_batch(0)
+  assert batch['inputs'].dtype == jnp.bfloat16 and batch['label'].dtype == np.float32
+  assert next(p.eval_batches('validation', Views(2, 3)))['inputs'].dtype == jnp.bfloat16
+  np.testing.assert_allclose(batch['inputs'].astype(np.float32), pipeline().train_batch(0)['inputs'], atol=1e-2)

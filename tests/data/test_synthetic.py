@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from vivit_jax.data.sources.synthetic import SyntheticMotion
+from vivit_jax.data.synthetic import SyntheticMotion
 
 
 def source(**kwargs):

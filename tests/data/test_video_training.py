@@ -4,11 +4,11 @@ import os
 
 import numpy as np
 
-from tests.data.test_video_pipeline import dmvr_config, write_split
+from tests.data.test_video import dmvr_config, write_split
 from tests.tiny import tiny_config
 from vivit_jax import train
-from vivit_jax.data import builders
-from vivit_jax.data.video_io import write_video
+from vivit_jax.data.ingest import builders
+from vivit_jax.data.ingest.video_io import write_video
 
 
 def test_two_steps_on_dmvr_tfrecords(tmp_path):
@@ -16,13 +16,16 @@ def test_two_steps_on_dmvr_tfrecords(tmp_path):
   os.makedirs(data)
   write_split(data, 'train', 0, 20, shards=3)
   write_split(data, 'validation', 20, 9, shards=2)
+  write_split(data, 'single', 29, 5, shards=1, frames=3)  # The config's test table.
   config = dmvr_config(data, num_training_steps=2, lr_configs__warmup_steps=1.0, log_eval_steps=1000,
-                       eval_batch_size=8,
-                       checkpoint_steps=1000, dataset_configs__examples_per_subset__train=20)
+                       eval_batch_size=8, checkpoint_steps=1000, dataset_configs__examples_per_subset__train=20)
   results = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert results['status'] == 'completed'
   assert results['metrics']['valid/num_videos'] == 9
   assert np.isfinite(results['metrics']['train/loss'])
+  # Scenic's multi-view test at the end: 2 temporal clips x 3 crops of each of the 5 test videos.
+  assert results['metrics']['test/num_videos'] == 5 and results['metrics']['test/num_views'] == 30
+  assert np.isfinite(results['metrics']['test/accuracy'])
 
 
 def _folder(root):

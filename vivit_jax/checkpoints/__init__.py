@@ -1,6 +1,8 @@
-"""Checkpoints: Orbax training checkpoints (save, resume, keep N, preemption), and loading the params of
-vivit_jax, Scenic, ViT `.npz`, big_vision and Hugging Face checkpoints in Scenic naming; initialising a ViViT
-from them (`init_from_pretrained`)."""
+"""Checkpoints: Orbax training checkpoints (`manager.py`: save, resume, keep N, preemption); the params of
+vivit_jax, Scenic, ViT `.npz`, big_vision and Hugging Face checkpoints in Scenic naming (`loading.py`,
+`formats/`); restore-for-use, the one path from any checkpoint to a config, placed params, preprocessing and
+label names (`restore.py`); initialising a ViViT from a pretrained model (`pretrained.py`); conversion between
+the formats (`convert.py`)."""
 
 from vivit_jax.checkpoints.manager import CheckpointError, CheckpointManager, PreemptionWatcher
 from vivit_jax.checkpoints.loading import (FORMATS, check_params_fit, detect_format, load_metadata, load_params,
@@ -8,7 +10,9 @@ from vivit_jax.checkpoints.loading import (FORMATS, check_params_fit, detect_for
 from vivit_jax.checkpoints.formats.scenic import save_scenic
 from vivit_jax.checkpoints.pretrained import (InitReport, PretrainedMismatchError, inflate_kernel,
                                               init_from_pretrained, init_from_pretrained_with_report)
+from vivit_jax.checkpoints.restore import Restored, restore_for_use
 
 __all__ = ['CheckpointError', 'CheckpointManager', 'PreemptionWatcher', 'FORMATS', 'check_params_fit',
            'detect_format', 'load_metadata', 'load_params', 'save_scenic', 'save_vivit_jax', 'InitReport',
-           'PretrainedMismatchError', 'inflate_kernel', 'init_from_pretrained', 'init_from_pretrained_with_report']
+           'PretrainedMismatchError', 'Restored', 'inflate_kernel', 'init_from_pretrained',
+           'init_from_pretrained_with_report', 'restore_for_use']

@@ -1,6 +1,6 @@
 """`init_from_pretrained`: a fresh ViViT params tree initialised from an image ViT or a ViViT checkpoint.
 
-The rules are Scenic's `initialise_from_train_state` (SCENIC.md section 4), read from the target tree, the
+The rules are Scenic's `initialise_from_train_state`, read from the target tree, the
 source tree (as `load_params` returns it) and `config.init_from`, with Scenic's defects fixed on purpose:
 
 - `embedding`: a 2D kernel `[fh, fw, c, d]` is inflated to `[ft, fh, fw, c, d]` on the TEMPORAL axis by

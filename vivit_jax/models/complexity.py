@@ -2,7 +2,7 @@
 
 Shapes come from `jax.eval_shape`; GFLOPs are the multiply-accumulates of every matmul and convolution in the
 model's forward jaxpr (embedding, dense layers, attention QK^T and AV), divided by 1e9 — the paper's
-convention (PAPER.md: counting these lands within 0.3-0.8% of its figures).
+convention (counting these lands within 0.3-0.8% of the paper's figures).
 """
 
 import math
@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from vivit_jax.models import PAPER_MODEL_NUMBER, create_model
+from vivit_jax.models.shapes import input_shape, token_grid
 
 # The paper's model-architecture table (ViViT-B, 16x2 tubelets, 32x224x224, Kinetics-400).
 PAPER_MODEL_TABLE = (
@@ -31,11 +32,6 @@ PAPER_MODEL_TABLE = (
          ek=38.8, gflops=283.9, params=86_696_080,
          config='configs/kinetics400/vivit_base_spatial_only_baseline.py'),
 )
-
-
-def input_shape(config: ml_collections.ConfigDict, batch: int = 1) -> Tuple[int, ...]:
-  d = config.dataset_configs
-  return (batch, d.num_frames, d.crop_size, d.crop_size, 3)
 
 
 def traceable(model):
@@ -101,17 +97,6 @@ def variant_name(config: ml_collections.ConfigDict) -> str:
   if kind == 'factorized_encoder' and config.model.attention_config.spatial_only_baseline:
     return 'factorized_encoder (spatial only)'
   return kind
-
-
-def token_grid(config: ml_collections.ConfigDict) -> Tuple[int, int, int]:
-  """(frames, height, width) of the token grid: tubelets over time (or sampled frames) x patches per side."""
-  m, d = config.model, config.dataset_configs
-  fh, fw = m.patches.size[:2]
-  if m.temporal_encoding_config.method == 'temporal_sampling':
-    frames = min(m.temporal_encoding_config.n_sampled_frames, d.num_frames)
-  else:
-    frames = d.num_frames // m.patches.size[2]
-  return frames, d.crop_size // fh, d.crop_size // fw
 
 
 def token_counts(config: ml_collections.ConfigDict) -> str:

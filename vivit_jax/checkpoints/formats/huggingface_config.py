@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from vivit_jax import tasks
 from vivit_jax.checkpoints.manager import CheckpointError
 
 ARCHITECTURES = {'VivitForVideoClassification': 'vivit', 'VivitModel': 'vivit',
@@ -122,6 +123,8 @@ def overrides_from_hf(hf_config: dict, processor: Optional[dict] = None) -> dict
       'dataset_configs.std_rgb': pre['std_rgb']})
   if pre['min_resize']:
     out['dataset_configs.min_resize'] = pre['min_resize']
+  if hf_config.get('problem_type') == 'multi_label_classification':
+    out['model_name'] = tasks.MULTILABEL
   if architecture == 'VivitModel':  # No classifier: the number of classes is the user's choice.
     del out['dataset_configs.num_classes']
   return out
@@ -161,7 +164,7 @@ def hf_config_from(config, label_names: Optional[list[str]] = None) -> dict[str,
       'initializer_range': 0.02, 'qkv_bias': True, 'dtype': 'float32',
       'id2label': {str(i): name for i, name in enumerate(names)},
       'label2id': {name: i for i, name in enumerate(names)},
-      'problem_type': ('multi_label_classification' if config.model_name == 'vivit_multilabel_classification'
+      'problem_type': ('multi_label_classification' if tasks.Task.from_config(config).multi_label
                        else 'single_label_classification'),
   }
 

@@ -1,1 +1,0 @@
-"""Experiment configs: `default.py` declares every key; the other files start from it."""

@@ -1,1 +1,0 @@
-"""EPIC-Kitchens-100 configs (two heads: nouns and verbs)."""

@@ -1,1 +1,0 @@
-"""Kinetics-400 configs (ViViT-B and ViViT-L)."""

@@ -1,1 +1,0 @@
-"""Kinetics-600 configs."""

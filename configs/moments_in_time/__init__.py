@@ -1,1 +1,0 @@
-"""Moments in Time configs."""

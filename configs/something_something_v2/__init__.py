@@ -1,1 +1,0 @@
-"""Something-Something v2 configs."""

@@ -1,0 +1,67 @@
+"""The README's two CPU demonstrations, run the way the README runs them (subprocesses, one CPU device):
+
+- configs/ablations/synthetic_variants.py: Models 1-4 learn the direction of motion; the spatial-only
+  average-pool baseline, blind to frame order, cannot (its ceiling is 0.5: the axis, not the direction);
+- configs/ablations/synthetic_init.py: a ViViT initialised from an image ViT pretrained by
+  scripts/pretrain_image_vit.py (central-frame inflation) is ahead of random initialisation at equal steps.
+
+These are the slowest tests of the suite (about two minutes each on two cores): they train the demos for real.
+The thresholds leave wide margins around the README's numbers, which are deterministic on one machine but may
+move a little with another CPU's floating point.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+
+from tests import paths
+from vivit_jax.train import reporting
+
+ROOT = str(paths.ROOT)
+MODELS = ('model1_spatiotemporal', 'model2_factorised_encoder', 'model3_factorised_self_attention',
+          'model4_factorised_dot_product')
+
+
+def _run(args, cwd):
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}  # One device, as `python scripts/...` runs.
+  env.update(JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2')
+  process = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                           timeout=1200, check=False)
+  assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+
+
+def _accuracies(workdir):
+  with open(os.path.join(workdir, 'ablation.csv')) as f:
+    return {row['name']: float(row['valid/accuracy']) for row in csv.DictReader(f)}
+
+
+def test_models_1_to_4_learn_the_direction_of_motion_and_the_average_pool_baseline_does_not(tmp_path):
+  workdir = str(tmp_path / 'variants')
+  _run([os.path.join(ROOT, 'scripts', 'run_ablation.py'),
+        f'--config={os.path.join(ROOT, "configs", "ablations", "synthetic_variants.py")}', f'--workdir={workdir}'],
+       cwd=str(tmp_path))
+  accuracy = _accuracies(workdir)
+  for name in MODELS:
+    assert accuracy[name] >= 0.9, (name, accuracy)
+  assert accuracy['average_pool_baseline'] <= 0.55, accuracy
+  with open(os.path.join(workdir, 'ablation.md')) as f:
+    assert '## valid/accuracy (%) by training step' in f.read()
+  assert os.path.getsize(os.path.join(workdir, 'ablation.png')) > 0
+
+
+def test_central_frame_initialisation_from_the_pretrained_image_vit_is_ahead_of_random(tmp_path):
+  # synthetic_init.py names the pretrained file relative to the working directory, as the README runs it.
+  _run([os.path.join(ROOT, 'scripts', 'pretrain_image_vit.py'), '--output=runs/pretrained/vit_synthetic'],
+       cwd=str(tmp_path))
+  workdir = str(tmp_path / 'init')
+  _run([os.path.join(ROOT, 'scripts', 'run_ablation.py'),
+        f'--config={os.path.join(ROOT, "configs", "ablations", "synthetic_init.py")}', f'--workdir={workdir}',
+        '--only=random,central_frame'], cwd=str(tmp_path))
+  accuracy = _accuracies(workdir)
+  assert accuracy['central_frame'] > accuracy['random'] + 0.03, accuracy
+  curves = {name: dict(reporting.read_history(os.path.join(workdir, name))['valid/accuracy'])
+            for name in ('random', 'central_frame')}
+  assert sorted(curves['random']) == sorted(curves['central_frame']) == [100, 200, 300, 400]
+  mean = {name: sum(curve.values()) / len(curve) for name, curve in curves.items()}
+  assert mean['central_frame'] > mean['random'], curves

@@ -1,0 +1,75 @@
+"""`vivit-evaluate` (scripts/evaluate.py): single-view and multi-view evaluation of any checkpoint."""
+
+import re
+from typing import Optional, Sequence
+
+import jax
+
+from vivit_jax.cli import common
+from vivit_jax.config import ConfigError
+from vivit_jax.data import Views
+from vivit_jax.eval import evaluators, outputs
+
+USAGE = """Evaluates any checkpoint that load_params reads on a split, single view and multi view, in one pass each.
+
+  vivit-evaluate --checkpoint=runs/k400 [--config=FILE[:preset]] [--split=test] [--views=4x3]
+      [--aggregation=logits|softmax] [--output=eval.json] [--batch_size=N] [--label_map=FILE]
+      [--config.KEY=VALUE ...]
+
+The config (the file with its overrides; without --config, the one saved in a vivit_jax checkpoint) says the
+model and the data. --views=CLIPSxCROPS (default: the config's num_test_clips x 1 or 3 crops) sets the
+multi-view pass; with one view it is the single-view pass, which is also what training reports as valid/...
+The params are checked against the model (a mismatch lists the missing, unexpected and mis-shaped paths) and
+placed on the mesh by the sharding rules.
+
+Batch sizes are videos per global batch and never depend on the device count: --batch_size for both passes,
+else eval_batch_size (else batch_size) for the single view and dataset_configs.test_batch_size for the multi
+view, each rounded up to a multiple of the mesh's data x fsdp size (the extra rows are masked padding). Views
+per forward pass are bounded by eval_max_views_per_batch.
+
+Outputs: a table on the console; --output JSON ({'metrics': {'single_view/...', 'multi_view/...'}, the
+checkpoint, config, split, views, aggregation and batch sizes, 'files'}); beside it, from the multi-view pass,
+<stem>_per_class.csv, <stem>_confusion.csv and <stem>_confusion.png (one of each per head for multi-head
+models). Exit status 2 when the checkpoint, config or data cannot be used.
+"""
+
+
+def parse_views(text: str) -> Views:
+  """'4x3' -> Views(4 temporal clips, 3 crops)."""
+  match = re.fullmatch(r'\s*(\d+)\s*[xX]\s*([13])\s*', text or '')
+  if not match or int(match.group(1)) < 1:
+    raise ConfigError(f"--views must be CLIPSxCROPS with CLIPS >= 1 and CROPS 1 or 3 (e.g. 4x3), got {text!r}")
+  return Views(int(match.group(1)), int(match.group(2)))
+
+
+def _parser():
+  parser = common.parser('vivit-evaluate', USAGE)
+  parser.add_argument('--checkpoint', required=True, help='any checkpoint load_params reads')
+  parser.add_argument('--config', default=None, help="config file[:preset]; default: the checkpoint's own")
+  parser.add_argument('--split', default='test', help='split to evaluate (default: test)')
+  parser.add_argument('--views', default=None, help="CLIPSxCROPS, e.g. 4x3 or 4x1 (default: the config's)")
+  parser.add_argument('--aggregation', default='logits', choices=evaluators.AGGREGATIONS,
+                      help='average logits (the paper) or probabilities over views')
+  parser.add_argument('--output', default=None, help='results JSON (default: eval_<split>.json)')
+  parser.add_argument('--batch_size', type=int, default=None, help='videos per global batch')
+  parser.add_argument('--label_map', default=None, help="JSON {'names': [...]}; default: the checkpoint's")
+  return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  args, overrides = common.parse(_parser(), argv)
+  common.setup_logging()
+  try:
+    views = parse_views(args.views) if args.views else None
+    summary, passes, restored = evaluators.evaluate_checkpoint(
+        args.checkpoint, args.config, overrides, args.split, views, args.aggregation, args.batch_size,
+        args.label_map)
+  except common.EXPECTED_ERRORS as e:
+    return common.fail(e)
+  summary['config'] = args.config or f'{args.checkpoint} (saved config)'
+  if jax.process_index() == 0:
+    output = args.output or f'eval_{args.split}.json'
+    outputs.write_outputs(summary, passes, restored.task, output, restored.label_names)
+    print(outputs.format_table(summary))
+    print(f'Results in {output}')
+  return 0

@@ -1,0 +1,13 @@
+"""Experiment configs: the defaults of every key (`defaults.py`), loading config files by path with presets
+and overrides (`loading.py`, `overrides.py`), and validation with "did you mean" (`validation.py`).
+
+`load_config('file.py[:preset]', overrides=['KEY=VALUE', ...])` returns a locked ConfigDict holding every key.
+"""
+
+from vivit_jax.config.loading import import_config_file, load_config
+from vivit_jax.config.overrides import apply_overrides, split_config_overrides
+from vivit_jax.config.validation import (ATTENTION_TYPES, ConfigError, ConfigWarning, get_path,
+                                         validate_config)
+
+__all__ = ['ATTENTION_TYPES', 'ConfigError', 'ConfigWarning', 'apply_overrides', 'get_path',
+           'import_config_file', 'load_config', 'split_config_overrides', 'validate_config']

@@ -1,1 +1,0 @@
-"""Data sources: each yields decoded clips and labels."""

@@ -1,0 +1,213 @@
+"""Synthetic videos whose class is defined by motion (`SyntheticMotion`), and the pipeline that serves them for
+`dataset_name='synthetic'` (`SyntheticPipeline`), at any config's clip size, generated on the fly.
+
+Each video shows a few coloured squares moving over a static textured background, wrapping around the frame
+edges. The class is the squares' velocity: one of `num_directions` directions times a speed (1, 2, ... pixels
+per frame). Start positions, colours and the background are random per video, so no single frame tells the
+class: a model has to compare frames. Example `i` of a split depends only on (seed, split, i), so every
+process and every rerun sees the same videos, and any subset can be generated in any order.
+"""
+
+import dataclasses
+import math
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from vivit_jax.data.base import SINGLE_VIEW, Batch, DataError, Pipeline, Views
+
+SPLITS = {'train': 0, 'validation': 1, 'test': 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticMotion:
+  """`num_classes` motion classes of `num_frames x height x width x 3` uint8 clips."""
+  num_classes: int
+  num_frames: int
+  height: int
+  width: int
+  num_directions: int = 8  # Directions evenly spaced on the circle; classes cycle through them first.
+  num_objects: int = 3  # Squares per video, all moving with the class velocity.
+  object_size: int = 4  # Side of each square in pixels.
+  speed: float = 1.0  # Pixels per frame of the slowest classes; class c moves speed * (1 + c // directions).
+  background: str = 'texture'  # 'texture': coarse noise in muted colours; 'plain': one dark colour, bright squares.
+  wrap: bool = True  # Squares wrap around the edges; False: each whole trajectory stays inside the frame.
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.num_classes < 1 or self.num_frames < 2 or min(self.height, self.width) <= self.object_size:
+      raise ValueError(f'SyntheticMotion needs num_classes >= 1, num_frames >= 2 and frames larger than '
+                       f'object_size {self.object_size}; got {self.num_classes} classes, {self.num_frames} '
+                       f'frames of {self.height}x{self.width}')
+    if not self.wrap:
+      for label in range(self.num_classes):
+        travel = np.abs(np.asarray(self.velocity(label))) * (self.num_frames - 1)
+        if np.any(travel > np.array([self.height, self.width]) - self.object_size):
+          raise ValueError(f'SyntheticMotion(wrap=False): class {label} travels {travel.max():.1f} pixels in '
+                           f'{self.num_frames} frames, more than a {self.height}x{self.width} frame leaves for a '
+                           f'{self.object_size}-pixel square; lower the speed or the frame count')
+    if self.background not in ('texture', 'plain'):
+      raise ValueError(f"SyntheticMotion background must be 'texture' or 'plain'; got {self.background!r}")
+
+  def velocity(self, label: int) -> Tuple[float, float]:
+    """(dy, dx) in pixels per frame for a class."""
+    directions = min(self.num_directions, self.num_classes)
+    angle = 2.0 * math.pi * (label % directions) / directions
+    speed = self.speed * (1.0 + label // directions)
+    return speed * math.sin(angle), speed * math.cos(angle)
+
+  def label(self, index: int) -> int:
+    """Classes are balanced: example i has class i mod num_classes."""
+    return index % self.num_classes
+
+  def example(self, split: str, index: int) -> Dict[str, np.ndarray]:
+    """{'video': uint8 [T, H, W, 3], 'label': int, 'positions': float [T, objects, 2] top-left corners}."""
+    if split not in SPLITS:
+      raise ValueError(f'unknown split {split!r}; expected one of {list(SPLITS)}')
+    rng = np.random.default_rng([self.seed, SPLITS[split], index])
+    label = self.label(index)
+    video = np.repeat(self._background(rng)[None], self.num_frames, axis=0)
+    velocity = np.asarray(self.velocity(label))
+    if self.wrap:
+      low, high = np.zeros(2), np.array([self.height, self.width], np.float64)
+    else:  # Every start whose trajectory stays inside: the reversed class covers the same sets of positions.
+      travel = velocity * (self.num_frames - 1)
+      low = np.maximum(0.0, -travel)
+      high = np.array([self.height, self.width], np.float64) - self.object_size - np.maximum(0.0, travel)
+    start = rng.uniform(low, high, size=(self.num_objects, 2))
+    colours = rng.integers(0 if self.background == 'texture' else 160, 256, size=(self.num_objects, 3),
+                           dtype=np.uint8)
+    steps = np.arange(self.num_frames, dtype=np.float64)[:, None, None]
+    positions = start[None] + steps * velocity[None, None]
+    corners = np.round(positions).astype(np.int64) % (self.height, self.width)
+    ys, xs = np.arange(self.height), np.arange(self.width)
+    for k in range(self.num_objects):
+      rows = (ys[None, :] - corners[:, k, 0:1]) % self.height < self.object_size  # [T, H]
+      cols = (xs[None, :] - corners[:, k, 1:2]) % self.width < self.object_size  # [T, W]
+      video[rows[:, :, None] & cols[:, None, :]] = colours[k]
+    return {'video': video, 'label': label, 'positions': positions}
+
+  def _background(self, rng: np.random.Generator) -> np.ndarray:
+    """A smooth random texture (coarse noise upsampled by pixel repetition) in muted colours, or a plain dark
+    colour."""
+    cell, (low, high) = (4, (40, 120)) if self.background == 'texture' else (max(self.height, self.width), (0, 64))
+    coarse = rng.integers(low, high, size=(-(-self.height // cell), -(-self.width // cell), 3), dtype=np.uint8)
+    return np.repeat(np.repeat(coarse, cell, axis=0), cell, axis=1)[:self.height, :self.width]
+
+  def batch(self, split: str, indices) -> Dict[str, np.ndarray]:
+    """Stacked examples: {'video': uint8 [B, T, H, W, 3], 'label': int32 [B]}."""
+    examples = [self.example(split, int(i)) for i in indices]
+    return {'video': np.stack([e['video'] for e in examples]),
+            'label': np.asarray([e['label'] for e in examples], np.int32)}
+
+
+class RandomAccessPipeline(Pipeline):
+  """A pipeline over a source that can produce any example by index (`examples(split, indices)`): batch
+  `s` is a pure function of (seed, s), so resuming needs nothing but the step."""
+
+  def examples(self, split: str, indices: np.ndarray) -> Batch:
+    """{'inputs': [n, T, H, W, 3], 'label': one-hot [n, C]} for example `indices` of `split`."""
+    raise NotImplementedError
+
+  def _train_order(self, epoch: int) -> np.ndarray:
+    n = self.num_examples('train')
+    return np.random.default_rng([self.seed, epoch]).permutation(n)
+
+  def train_indices(self, step: int) -> np.ndarray:
+    """Global example indices of training batch `step`: consecutive epochs, each freshly shuffled."""
+    n = self.num_examples('train')
+    positions = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+    epochs = positions // n
+    out = np.empty_like(positions)
+    for epoch in np.unique(epochs):
+      where = epochs == epoch
+      out[where] = self._train_order(int(epoch))[positions[where] % n]
+    return out
+
+  def train_batch(self, step: int) -> Batch:
+    batch = self.examples('train', self.train_indices(step)[self.local_rows(self.batch_size)])
+    batch['batch_mask'] = np.ones(len(batch['label']), np.float32)
+    return batch
+
+  def train_batches(self, start_step: int) -> Iterator[Batch]:
+    step = start_step
+    while True:
+      yield self.train_batch(step)
+      step += 1
+
+  def num_eval_batches(self, split: str, batch_size: Optional[int] = None) -> int:
+    return -(-self.num_examples(split) // (batch_size or self.eval_batch_size))
+
+  def eval_batches(self, split: str, views: Views = SINGLE_VIEW,
+                   batch_size: Optional[int] = None) -> Iterator[Batch]:
+    """One exact pass: the last batch is padded with masked copies of the first example."""
+    n = self.num_examples(split)
+    size = batch_size or self.eval_batch_size
+    rows = self.local_rows(size)
+    for b in range(self.num_eval_batches(split, size)):
+      indices = np.arange(b * size, (b + 1) * size)[rows]
+      mask = (indices < n).astype(np.float32)
+      batch = self.examples(split, np.where(indices < n, indices, 0))
+      if not views.single:
+        batch['inputs'] = self.views(batch['inputs'], views)
+      batch['batch_mask'] = mask
+      yield batch
+
+  def views(self, clips: np.ndarray, views: Views) -> np.ndarray:
+    """[B, T, H, W, 3] -> [B, V, T, H, W, 3], temporal views major and crops minor."""
+    raise NotImplementedError
+
+
+class SyntheticPipeline(RandomAccessPipeline):
+  """`dataset_name='synthetic'`: motion classes (`SyntheticMotion`) at the config's clip size."""
+
+  def __init__(self, config, process_index=None, process_count=None):
+    super().__init__(config, process_index, process_count)
+    d = config.dataset_configs
+    missing = [s for s in ('train', 'validation') if d.examples_per_subset[s] is None]
+    if missing:
+      raise DataError("dataset_name 'synthetic' generates as many videos as "
+                      f"'dataset_configs.examples_per_subset' says; set {missing} (e.g. train=2048)")
+    try:
+      self.source = SyntheticMotion(num_classes=self.num_classes, num_frames=d.num_frames,
+                                    height=d.crop_size, width=d.crop_size, speed=d.synthetic_speed,
+                                    num_objects=d.synthetic_objects, object_size=d.synthetic_object_size,
+                                    background=d.synthetic_background, wrap=d.synthetic_wrap)
+    except ValueError as e:
+      raise DataError(f"dataset_name 'synthetic' cannot make these videos (dataset_configs.num_frames, "
+                      f"crop_size and synthetic_*): {e}") from e
+    self.scale, self.offset = (2.0 / 255.0, -1.0) if d.zero_centering else (1.0 / 255.0, 0.0)
+
+  def has_split(self, split: str) -> bool:
+    return self.config.dataset_configs.examples_per_subset.get(split) is not None
+
+  def num_examples(self, split: str) -> int:
+    n = self.config.dataset_configs.examples_per_subset[split]
+    if n is None:
+      raise DataError(f"'dataset_configs.examples_per_subset.{split}' is not set for dataset 'synthetic'")
+    return n
+
+  def examples(self, split: str, indices: np.ndarray) -> Batch:
+    raw = self.source.batch(split, indices)
+    inputs = raw['video'].astype(np.float32) * self.scale + self.offset
+    label = np.eye(self.num_classes, dtype=np.float32)[raw['label']]
+    return {'inputs': inputs.astype(self.input_dtype), 'label': label}
+
+  def views(self, clips: np.ndarray, views: Views) -> np.ndarray:
+    """[B, T, H, W, 3] -> [B, V, T, H, W, 3], temporal views major and crops minor (as the video pipeline).
+
+    Synthetic videos are no longer than a clip, so this only exercises the multi-view machinery: temporal
+    view i is the clip rolled over T by the i-th of `views.clips` evenly spaced offsets, and the three
+    "crops" are copies rolled over W by -W/8, 0 and +W/8 (the synthetic motion wraps around the frame, so
+    shifted clips stay valid videos of their class). View 0 with one crop (or the centre crop) is the clip.
+    """
+    frames, width = clips.shape[1], clips.shape[3]
+    offsets = np.linspace(0, frames, views.clips, endpoint=False).astype(int)
+    shifts = (-(width // 8), 0, width // 8) if views.crops == 3 else (0,)
+    rolled = [np.roll(np.roll(clips, -int(t), axis=1), s, axis=3) for t in offsets for s in shifts]
+    return np.stack(rolled, axis=1)
+
+  @property
+  def label_names(self) -> List[str]:
+    return [f'direction_{self.source.velocity(c)[0]:+.2f}_{self.source.velocity(c)[1]:+.2f}'
+            for c in range(self.num_classes)]

@@ -1,0 +1,55 @@
+"""The accelerated paths checked against float32: every variant's logits and gradients in bfloat16 with the
+attention this machine picks (cuDNN flash attention on CUDA GPUs, padded to even lengths) against float32 with
+XLA attention at the highest matmul precision, on the same random weights and clips. On CPU the bfloat16 run
+uses XLA attention too; the check still runs."""
+
+from typing import Any, Dict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vivit_jax.config import ATTENTION_TYPES as VARIANTS
+from vivit_jax.config import defaults, load_config, validate_config
+from vivit_jax.models import attention, create_model
+
+
+def check_variant(kind: str, frames: int, crop: int, layers: int, batch: int = 2) -> Dict[str, Any]:
+  """{'variant', 'attention', 'logit_scale', 'max_abs_logit_diff', 'grad_cosine'} for a ViViT-B/16x2 of `kind`
+  with `layers` layers per encoder."""
+  base = defaults.get_config()
+  base.dataset_configs.num_frames, base.dataset_configs.crop_size = frames, crop
+  base.dataset_configs.num_classes = 10
+  base.model.attention_config.type = kind
+  base.model.num_layers = base.model.spatial_transformer.num_layers = layers
+  base.model.temporal_transformer.num_layers = layers
+  base.model.classifier = 'gap' if kind in VARIANTS[2:] else 'token'  # Models 3 and 4 have no class token.
+  f32 = validate_config(base)
+  bf16 = load_config(f32, ['model_dtype_str=bfloat16'])
+  video = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (batch, frames, crop, crop, 3)), jnp.float32)
+  model32, model16 = create_model(load_config(f32, ['model.attention_implementation=xla'])), create_model(bf16)
+  params = model32.init(jax.random.PRNGKey(0), video[:1], train=False)['params']
+  params = jax.tree_util.tree_map(lambda p: p + 0.02 * jax.random.normal(jax.random.PRNGKey(1), p.shape), params)
+  labels = jax.nn.one_hot(jnp.arange(batch) % 10, 10)
+
+  def loss(model):
+    return lambda p: -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(model.apply({'params': p}, video, train=False)
+                                                                    .astype(jnp.float32)), -1))
+
+  with jax.default_matmul_precision('highest'):
+    logits32 = jax.jit(lambda p: model32.apply({'params': p}, video, train=False))(params)
+    grads32 = jax.jit(jax.grad(loss(model32)))(params)
+  logits16 = jax.jit(lambda p: model16.apply({'params': p}, video, train=False))(params).astype(jnp.float32)
+  grads16 = jax.jit(jax.grad(loss(model16)))(params)
+  flat = lambda g: jnp.concatenate([x.ravel().astype(jnp.float32) for x in jax.tree_util.tree_leaves(g)])
+  a, b = flat(grads32), flat(grads16)
+  probe = jnp.zeros((1, 2, 2, 64), jnp.bfloat16)
+  return {'variant': kind, 'attention': attention.attention_backend(None, probe),
+          'logit_scale': float(jnp.abs(logits32).max()),
+          'max_abs_logit_diff': float(jnp.abs(logits32 - logits16).max()),
+          'grad_cosine': float(jnp.dot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))}
+
+
+def format_row(r: Dict[str, Any]) -> str:
+  return (f"{r['variant']:<34} attention {r['attention']:<6} |logits| <= {r['logit_scale']:.3g}  "
+          f"max |diff| {r['max_abs_logit_diff']:.3g}  grad cosine {r['grad_cosine']:.5f}")

@@ -1,0 +1,262 @@
+"""Model and train-step speed: vivit_jax beside Hugging Face transformers' ViViT on the same machine.
+
+`jax_benchmark` times our jitted forward pass (inference) and our whole train step (`train.step.make_train_step`:
+forward, backward, clipping, optimizer update, metrics; state donated) on a constant device-resident batch.
+`hf_benchmark` times `transformers.VivitForVideoClassification` built from the same config
+(`formats.huggingface_config.hf_config_from`: Hugging Face implements Model 1 only) with SDPA attention, under
+bf16 autocast when the config computes in bfloat16, and a train step of forward, backward, clipping and AdamW.
+
+For a like-for-like comparison `comparable_config` turns off what only one side has (dropout, stochastic depth,
+mixup, EMA, gradient accumulation) and uses AdamW on both sides. Timings are medians over `steps` after
+`warmup` untimed calls (which include compilation). Nothing is downloaded: both models start from random weights.
+This module needs jax, flax, optax and ml_collections only (torch and transformers for `hf_benchmark`), so it
+runs on accelerator machines without TensorFlow.
+"""
+
+import statistics
+import time
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from vivit_jax import sharding
+from vivit_jax.config import load_config
+from vivit_jax.models import complexity, create_model
+from vivit_jax.models.shapes import input_shape
+from vivit_jax.train import optim
+from vivit_jax.train import state as state_lib
+from vivit_jax.train import step as train_step
+
+_COMPARABLE = ('model.dropout_rate=0.0', 'model.attention_dropout_rate=0.0', 'model.stochastic_droplayer_rate=0.0',
+               'mixup.alpha=0.0', 'cutmix.alpha=0.0', 'gradient_accumulation_steps=1', 'optimizer=adamw')
+
+
+def comparable_config(config: ml_collections.ConfigDict, batch_size: Optional[int] = None,
+                      overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+  """`config` with regularisers that only we have turned off, AdamW, and `batch_size` (None: the config's)."""
+  extra = list(_COMPARABLE) + ['ema_decay=None']
+  if batch_size:
+    extra.append(f'batch_size={batch_size}')
+  return load_config(config, extra + list(overrides))
+
+
+def median_seconds(fn: Callable[[], Any], steps: int, warmup: int = 1) -> float:
+  """Median wall seconds of `fn()` (which must block until its work is done) after `warmup` untimed calls."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def _constant_batch(config: ml_collections.ConfigDict, batch_size: int) -> Dict[str, np.ndarray]:
+  shape = input_shape(config, batch_size)
+  num_classes = config.dataset_configs.num_classes
+  rng = np.random.default_rng(0)
+  return {'inputs': rng.uniform(-1.0, 1.0, shape).astype(np.float32),
+          'label': np.eye(num_classes, dtype=np.float32)[np.arange(batch_size) % num_classes],
+          'batch_mask': np.ones(batch_size, np.float32)}
+
+
+def _peak_memory_gb() -> Optional[float]:
+  stats = jax.local_devices()[0].memory_stats() or {}
+  peak = stats.get('peak_bytes_in_use')
+  return round(peak / 2**30, 2) if peak else None
+
+
+def time_train_steps(config: ml_collections.ConfigDict, num_steps: int = 3,
+                     batch_size: Optional[int] = None) -> float:
+  """Median seconds of `num_steps` jitted train steps of `config` on a constant batch, after one warm-up step."""
+  if batch_size:
+    config = load_config(config, [f'batch_size={batch_size}', 'gradient_accumulation_steps=1'])
+  mesh = sharding.create_mesh(config.mesh)
+  model = create_model(config)
+  schedule = optim.create_learning_rate_schedule(config.lr_configs, config.num_training_steps or 1000)
+  tx = optim.create_optimizer(config, schedule)
+  init = state_lib.init_fn(model, tx, input_shape(config), config.rng_seed,
+                           use_ema=config.ema_decay is not None)
+  _, shardings = state_lib.abstract_state(init, mesh)
+  state = state_lib.create_state(init, shardings)
+  step = train_step.jit_train_step(train_step.make_train_step(model, tx, schedule, config, mesh), shardings, mesh)
+  batch = sharding.global_batch(_constant_batch(config, config.batch_size), mesh)
+  holder = {'state': state}
+
+  def run():
+    holder['state'], metrics = step(holder['state'], batch)
+    jax.block_until_ready(metrics)
+
+  return median_seconds(run, num_steps)
+
+
+def _forward_seconds(config: ml_collections.ConfigDict, steps: int, warmup: int) -> float:
+  model = create_model(config)
+  inputs = jax.device_put(_constant_batch(config, config.batch_size)['inputs'])
+  params = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False)['params'])(inputs[:1])
+  forward = jax.jit(lambda p, x: model.apply({'params': p}, x, train=False))
+  return median_seconds(lambda: jax.block_until_ready(forward(params, inputs)), steps, warmup)
+
+
+def jax_benchmark(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 2) -> Dict[str, Any]:
+  """Our forward pass and train step at `config.batch_size`: seconds, clips/s and peak device memory."""
+  batch_size = config.batch_size
+  forward_s = _forward_seconds(config, steps, warmup)  # Its params and inputs are freed before the train step.
+  train_s = time_train_steps(config, steps)
+  return {'implementation': 'vivit_jax', 'backend': jax.default_backend(), 'device': jax.devices()[0].device_kind,
+          'forward_s': forward_s, 'forward_clips_per_s': batch_size / forward_s,
+          'train_step_s': train_s, 'train_clips_per_s': batch_size / train_s, 'peak_memory_gb': _peak_memory_gb()}
+
+
+def hf_benchmark(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 2,
+                 compile_model: bool = False) -> Dict[str, Any]:
+  """transformers' ViViT (Model 1) built from `config`: forward and train step, as `jax_benchmark` reports them."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from vivit_jax.checkpoints.formats.huggingface_config import hf_config_from  # pylint: disable=g-import-not-at-top
+
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  hf_config = transformers.VivitConfig.from_dict(hf_config_from(config))
+  model = transformers.VivitForVideoClassification._from_config(hf_config, attn_implementation='sdpa').to(device)
+  runner = torch.compile(model) if compile_model else model
+  batch = _constant_batch(config, config.batch_size)
+  pixels = torch.from_numpy(np.ascontiguousarray(batch['inputs'].transpose(0, 1, 4, 2, 3))).to(device)
+  labels = torch.from_numpy(batch['label'].argmax(-1)).to(device)
+  bf16 = config.model_dtype_str == 'bfloat16'
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, fused=device == 'cuda')
+  clip = config.max_grad_norm
+
+  def sync():
+    if device == 'cuda':
+      torch.cuda.synchronize()
+
+  def forward():
+    with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+      runner(pixel_values=pixels).logits.float().sum().item()
+    sync()
+
+  def train():
+    model.train()
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+      loss = runner(pixel_values=pixels, labels=labels).loss
+    loss.backward()
+    if clip:
+      torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    sync()
+
+  if device == 'cuda':
+    torch.cuda.reset_peak_memory_stats()
+  model.eval()
+  forward_s = median_seconds(forward, steps, warmup)
+  train_s = median_seconds(train, steps, warmup)
+  peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == 'cuda' else None
+  return {'implementation': f'transformers {transformers.__version__} (torch {torch.__version__}, sdpa'
+                            f'{", compiled" if compile_model else ""})',
+          'backend': device, 'device': torch.cuda.get_device_name() if device == 'cuda' else 'cpu',
+          'forward_s': forward_s, 'forward_clips_per_s': config.batch_size / forward_s,
+          'train_step_s': train_s, 'train_clips_per_s': config.batch_size / train_s, 'peak_memory_gb': peak}
+
+
+def hf_logit_difference(config: ml_collections.ConfigDict, batch_size: int = 2) -> float:
+  """Max |logit difference| between our Model 1 and transformers' ViViT holding the same random weights, both
+  in float32 on this machine's default devices: the two timed models compute the same function."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from vivit_jax.checkpoints.formats.huggingface import scenic_to_hf  # pylint: disable=g-import-not-at-top
+  from vivit_jax.checkpoints.formats.huggingface_config import hf_config_from  # pylint: disable=g-import-not-at-top
+
+  config = load_config(config, ['model_dtype_str=float32'])
+  model = create_model(config)
+  inputs = _constant_batch(config, batch_size)['inputs']
+  params = jax.device_get(model.init(jax.random.PRNGKey(0), inputs[:1], train=False)['params'])
+  head = params['output_projection']['kernel']  # Zero-initialised: give the logits something to compare.
+  params['output_projection']['kernel'] = np.random.default_rng(1).normal(0, 0.05, head.shape).astype(np.float32)
+  with jax.default_matmul_precision('highest'):  # No TF32 on either side: compare the functions, not roundings.
+    ours = np.asarray(model.apply({'params': params}, inputs, train=False))
+  flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+  torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+  device = 'cuda' if torch.cuda.is_available() else 'cpu'
+  hf_model = transformers.VivitForVideoClassification(transformers.VivitConfig.from_dict(hf_config_from(config)))
+  tensors = scenic_to_hf(params, config.model.num_layers)
+  hf_model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, strict=True)
+  pixels = torch.from_numpy(np.ascontiguousarray(inputs.transpose(0, 1, 4, 2, 3)))
+  with torch.inference_mode():
+    theirs = hf_model.to(device).eval()(pixel_values=pixels.to(device)).logits.float().cpu().numpy()
+  torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+  return float(np.abs(ours - theirs).max())
+
+
+def _attention_backend(config: ml_collections.ConfigDict) -> str:
+  """The attention implementation the model will use here ('cudnn' or 'xla')."""
+  from vivit_jax.models import attention  # pylint: disable=g-import-not-at-top
+  m = config.model
+  heads = m.spatial_transformer.num_heads if m.attention_config.type == 'factorized_encoder' else m.num_heads
+  probe = jnp.zeros((1, 1, 1, m.hidden_size // heads), jnp.dtype(config.model_dtype_str))
+  return attention.attention_backend(m.attention_implementation, probe)
+
+
+def _in_child(fn: Callable[..., Any], *args) -> Any:
+  """`fn(*args)` in a fresh (spawned) process, so that the frameworks do not share, or preallocate, one
+  device's memory: JAX takes most of a GPU when it starts, torch's allocator keeps what it used."""
+  import concurrent.futures  # pylint: disable=g-import-not-at-top
+  import multiprocessing  # pylint: disable=g-import-not-at-top
+  context = multiprocessing.get_context('spawn')
+  with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+    return pool.submit(fn, *args).result()
+
+
+def model_benchmark(config: ml_collections.ConfigDict, batch_size: Optional[int] = None, steps: int = 10,
+                    warmup: int = 2, overrides: Sequence[str] = (), huggingface: bool = True,
+                    compile_hf: bool = False) -> Dict[str, Any]:
+  """Ours and (for Model 1 with a class token, when `huggingface`) transformers' ViViT on the same config.
+
+  The transformers runs (the logit check and the timing) each run in a child process first, then ours here,
+  so each implementation has the device to itself.
+  """
+  config = comparable_config(config, batch_size, overrides)
+  hf_runs, extra = [], {}
+  if huggingface:
+    extra['max_abs_logit_diff_vs_hf_f32'] = _in_child(hf_logit_difference, config)
+    hf_runs.append(_in_child(hf_benchmark, config, steps, warmup, compile_hf))
+  return {'variant': complexity.variant_name(config),
+          'clip': 'x'.join(map(str, input_shape(config)[1:])),
+          'tokens': complexity.token_counts(config), 'batch_size': config.batch_size,
+          'dtype': config.model_dtype_str, 'attention': _attention_backend(config),
+          'gflops_per_clip': complexity.summarize(config)['gflops'],
+          'runs': [jax_benchmark(config, steps, warmup)] + hf_runs, **extra}
+
+
+def huggingface_comparison(config: ml_collections.ConfigDict) -> Optional[str]:
+  """None when transformers can time the same model here, else why not (not installed; another variant)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from vivit_jax.checkpoints.formats.huggingface_config import hf_config_from  # pylint: disable=g-import-not-at-top
+  if not all(importlib.util.find_spec(name) for name in ('torch', 'transformers')):
+    return 'torch or transformers is not installed'
+  try:
+    hf_config_from(config)
+  except ValueError as e:
+    return f'transformers has no equivalent of this model ({e})'
+  return None
+
+
+def format_model_benchmark(result: Dict[str, Any]) -> str:
+  """A header line and one row per implementation: ms per call, clips/s, peak memory."""
+  head = (f"{result['variant']}, clip {result['clip']} ({result['tokens']} tokens), batch {result['batch_size']}, "
+          f"{result['dtype']}, attention {result['attention']}, {result['gflops_per_clip']:.4g} GFLOPs/clip")
+  rows = [('implementation', 'forward ms', 'forward clips/s', 'train step ms', 'train clips/s', 'peak GiB')]
+  for run in result['runs']:
+    rows.append((run['implementation'], f"{1e3 * run['forward_s']:.1f}", f"{run['forward_clips_per_s']:.1f}",
+                 f"{1e3 * run['train_step_s']:.1f}", f"{run['train_clips_per_s']:.1f}",
+                 '' if run['peak_memory_gb'] is None else str(run['peak_memory_gb'])))
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  lines = [head] + ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+  if 'max_abs_logit_diff_vs_hf_f32' in result:
+    lines.append(f"same weights, float32: max |logit difference| vs transformers "
+                 f"{result['max_abs_logit_diff_vs_hf_f32']:.2e}")
+  return '\n'.join(lines)
