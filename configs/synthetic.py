@@ -27,6 +27,7 @@ def get_config(arg=None):
   d.examples_per_subset.validation = 512
   d.examples_per_subset.test = 512
   d.augmentation_params.do_flip = False  # A flip turns a leftward class into a rightward one.
+  d.num_test_clips = 1  # A synthetic video is one clip long: the multi-view test is its 3 spatial crops.
 
   m = config.model
   m.attention_config.type = 'factorized_encoder'
