@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from vivit_jax import sharding, tasks
 from vivit_jax.checkpoints.restore import restore_for_use
+from vivit_jax.data import Views
 from vivit_jax.data.ingest import video_io
 from vivit_jax.data.transforms import augment, sampling
 
@@ -102,13 +103,12 @@ class Predictor:
 
   def __init__(self, *, model: Any, params: Any, config: ml_collections.ConfigDict, spec: Dict[str, Any],
                label_names: Sequence[str], batch_size: Optional[int] = None):
-    d = config.dataset_configs
     self.model, self.params, self.config, self.spec = model, params, config, dict(spec)
     self.label_names = list(label_names)
-    self.num_test_clips = d.num_test_clips
-    self.num_crops = 3 if d.do_three_spatial_crops else 1
-    self.short_video_mode = d.short_video_mode
-    self.batch_size = batch_size or min(self.num_test_clips * self.num_crops, MAX_BATCH_SIZE)
+    views = Views.test_views(config)
+    self.num_test_clips, self.num_crops = views.clips, views.crops
+    self.short_video_mode = config.dataset_configs.short_video_mode
+    self.batch_size = batch_size or min(views.count, MAX_BATCH_SIZE)
     self.task = tasks.Task.from_config(config)
     self.activation = self.task.probabilities
     low, high = self.spec['value_range']
