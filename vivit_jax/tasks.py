@@ -138,8 +138,9 @@ class Task:
       if not d.get('num_classes'):
         raise ValueError("'dataset_configs.num_classes' is not set: the classifier head needs a class count")
       return cls(model_name, (Head('', 0, int(d.num_classes)),), smoothing)
-    if not d.get('class_splits'):
-      raise ValueError(f"'{MULTIHEAD}' needs 'dataset_configs.class_splits'")
+    problems = config_problems(config)
+    if problems:
+      raise ValueError('; '.join(problems))
     names = list(d.get('split_names') or [f'head{i}' for i in range(len(d.class_splits))])
     spans = split_offsets(d.class_splits)
     return cls(model_name, tuple(Head(str(n), a, b) for n, (a, b) in zip(names, spans)), smoothing)
@@ -223,9 +224,8 @@ class Task:
 
 def config_problems(config: Any) -> list[str]:
   """What a config lacks for its task (for config validation)."""
-  d = config.dataset_configs
   problems = []
-  if config.model_name == MULTIHEAD and not d.class_splits:
+  if config.model_name == MULTIHEAD and not config.dataset_configs.get('class_splits'):
     problems.append(f"'model_name' '{MULTIHEAD}' needs 'dataset_configs.class_splits'")
   return problems
 

@@ -31,9 +31,8 @@ from vivit_jax.models.shapes import input_shape
 TARGETS = ('vivit_jax', 'scenic', 'huggingface')
 
 
-def write_target(source: Restored, output: str, to: str) -> None:
-  """Writes `source` to `output` in format `to` (one of TARGETS)."""
-  params = source.host_params(np.float32)
+def write_target(source: Restored, params: dict, output: str, to: str) -> None:
+  """Writes `source` with its float32 host `params` to `output` in format `to` (one of TARGETS)."""
   if to == 'vivit_jax':
     metadata = {'config': json.loads(source.config.to_json_best_effort()), 'preprocessing': source.preprocessing,
                 'label_names': source.label_names, 'converted_from': os.path.abspath(source.path)}
@@ -70,13 +69,13 @@ def transformers_logits(path: str, clip: np.ndarray) -> Optional[np.ndarray]:
     return model(pixel_values=pixel_values).logits.numpy()
 
 
-def compare_logits(source: Restored, output: str, to: str, seed: int = 0) -> dict[str, Any]:
+def compare_logits(source: Restored, params: dict, output: str, to: str, seed: int = 0) -> dict[str, Any]:
   """Max |logit difference| between the source model and the converted one, and what computed each side."""
   clip = random_clip(source.config, seed)
   before = transformers_logits(source.path, clip) if source.is_huggingface else None
   source_side = 'transformers' if before is not None else 'vivit_jax'
   if before is None:
-    before = our_logits(source.config, source.host_params(np.float32), clip)
+    before = our_logits(source.config, params, clip)
   after = transformers_logits(output, clip) if to == 'huggingface' else None
   converted_side = 'transformers' if after is not None else 'vivit_jax'
   if after is None:
@@ -91,5 +90,6 @@ def convert(input_path: str, output: str, to: str, config_path: Optional[str] = 
   if to not in TARGETS:
     raise ValueError(f'unknown target format {to!r}; expected one of {TARGETS}')
   source = restore_for_use(input_path, config_path, mesh=sharding.single_device_mesh())
-  write_target(source, output, to)
-  return compare_logits(source, output, to)
+  params = source.host_params(np.float32)
+  write_target(source, params, output, to)
+  return compare_logits(source, params, output, to)

@@ -32,7 +32,7 @@ from vivit_jax.checkpoints.formats import huggingface
 from vivit_jax.checkpoints.loading import check_params_fit, detect_format, load_metadata, load_params
 from vivit_jax.checkpoints.manager import CheckpointError
 from vivit_jax.config import apply_overrides, load_config, validate_config
-from vivit_jax.config.overrides import overridden_keys
+from vivit_jax.config.overrides import overridden_keys, set_path
 from vivit_jax.data import preprocessing_spec, read_label_map
 from vivit_jax.models import create_model
 from vivit_jax.models.complexity import abstract_params
@@ -144,13 +144,7 @@ def nested_config(flat: Dict[str, Any]) -> ml_collections.ConfigDict:
   """{'model.num_heads': 2, ...} -> a nested ConfigDict."""
   nested = ml_collections.ConfigDict(type_safe=False)
   for key, value in flat.items():
-    *parents, leaf = key.split('.')
-    node = nested
-    for p in parents:
-      if p not in node:
-        node[p] = ml_collections.ConfigDict(type_safe=False)
-      node = node[p]
-    node[leaf] = list(value) if isinstance(value, tuple) else value
+    set_path(nested, key, list(value) if isinstance(value, tuple) else value)
   return nested
 
 

@@ -3,7 +3,7 @@ ml_collections' config_flags syntax) and applied to a config before it is valida
 be overridden (even one a Scenic file leaves out) and a misspelt one is reported like a misspelt key in a file."""
 
 import ast
-from typing import List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import ml_collections
 
@@ -48,11 +48,16 @@ def apply_overrides(user: ConfigDict, overrides: Sequence[str], source: str) -> 
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       value = text
-    *parents, leaf = key.split('.')
-    node = user
-    for p in parents:
-      if p not in node or not isinstance(node[p], ConfigDict):
-        node[p] = ConfigDict(type_safe=False)
-      node = node[p]
-    node[leaf] = value
+    set_path(user, key, value)
   return user
+
+
+def set_path(config: ConfigDict, key: str, value: Any) -> None:
+  """Sets dotted `key` ('a.b.c') of an unlocked, not type-safe ConfigDict, creating the parents it lacks."""
+  *parents, leaf = key.split('.')
+  node = config
+  for p in parents:
+    if p not in node or not isinstance(node[p], ConfigDict):
+      node[p] = ConfigDict(type_safe=False)
+    node = node[p]
+  node[leaf] = value
