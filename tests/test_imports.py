@@ -12,11 +12,11 @@ from tests import paths
 
 PACKAGE = paths.ROOT / 'vivit_jax'
 ROLES = {'config', 'models', 'data', 'train', 'eval', 'checkpoints', 'serving', 'experiments', 'cli'}
-TOP_LEVEL_FILES = {'__init__.py', 'main.py', 'tasks.py', 'sharding.py'}
+TOP_LEVEL_FILES = {'__init__.py', 'main.py', 'tasks.py', 'sharding.py', 'paths.py'}
 COMMANDS = 'commands'  # cli/ and main.py: the only rooms that may import each other at the top.
 # Rooms from the bottom of the data flow up: a module may import its own room and the rooms of lower layers only.
 LAYERS = [
-    {'vivit_jax', 'tasks'},
+    {'vivit_jax', 'tasks', 'paths'},
     {'config'},
     {'models', 'data', 'sharding'},
     {'checkpoints'},

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tests.tiny import tiny_config
-from vivit_jax.data import video as video_pipeline
+from vivit_jax.data import integrity
 from vivit_jax.data import Views, create_pipeline
 from vivit_jax.data.ingest import dmvr_records
 from vivit_jax.data.ingest.video_io import encode_jpeg
@@ -151,12 +151,14 @@ def test_label_offset_and_multi_label_records(tmp_path):
   assert batch['label'][0].tolist() == [1.0, 0.0, 1.0, 0.0, 0.0]
 
 
-def test_record_counts_are_cached(data_dir, tmp_path):
+def test_shard_scans_are_cached(data_dir, tmp_path, monkeypatch):
   files = dmvr_records.resolve_table(data_dir, 'train@3')
-  cache = str(tmp_path / 'counts.json')
-  assert video_pipeline.count_records(files, cache) == [10, 10, 10]
+  cache = str(tmp_path / 'scans.json')
+  first = integrity.scan_shards(files, cache)
+  assert [s.records for s in first] == [10, 10, 10]
   assert os.path.exists(cache)
-  assert video_pipeline.count_records(files, cache) == [10, 10, 10]
+  monkeypatch.setattr(integrity, 'scan_shard', lambda path: pytest.fail(f'{path} read again'))
+  assert integrity.scan_shards(files, cache) == first
 
 
 def test_multi_head_records_store_one_index_per_head(tmp_path):

@@ -9,8 +9,9 @@ from typing import Optional
 
 import ml_collections
 
-from vivit_jax.data.base import (SINGLE_VIEW, Batch, DataError, Pipeline, Views, prefetch, preprocessing_spec,
-                                 read_label_map)
+from vivit_jax.data.base import (SINGLE_VIEW, Batch, DataError, Pipeline, SplitFacts, Views, prefetch,
+                                 preprocessing_spec, read_label_map)
+from vivit_jax.data.checks import check_data
 
 DATASETS = ('synthetic', 'video_tfrecord_dataset', 'tfds')
 
@@ -28,5 +29,5 @@ def create_pipeline(config: ml_collections.ConfigDict, process_index: Optional[i
   return pipelines[config.dataset_name](config, process_index, process_count)
 
 
-__all__ = ['DATASETS', 'SINGLE_VIEW', 'Batch', 'DataError', 'Pipeline', 'Views', 'create_pipeline', 'prefetch',
-           'preprocessing_spec', 'read_label_map']
+__all__ = ['DATASETS', 'SINGLE_VIEW', 'Batch', 'DataError', 'Pipeline', 'SplitFacts', 'Views', 'check_data',
+           'create_pipeline', 'prefetch', 'preprocessing_spec', 'read_label_map']

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import queue
 import threading
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +63,19 @@ class Views:
 
 
 SINGLE_VIEW = Views(1, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitFacts:
+  """What a pipeline knows of a split without decoding it, for `data.checks` to hold against the config."""
+  source: str  # Where the split comes from, as messages name it (a table under base_dir, a TFDS split).
+  records: int  # Videos in the split (all processes together).
+  label_min: Optional[int] = None  # The smallest class index (after label_offset); None: not known.
+  label_max: Tuple[int, ...] = ()  # The largest class index per stored label position (after label_offset).
+  unlabeled: int = 0  # Videos without a label.
+  classes: Optional[int] = None  # Classes the data itself declares (a TFDS ClassLabel), if it does.
+  problems: Tuple[str, ...] = ()  # What makes the split unusable: unreadable shards, videos without frames.
+  notes: Tuple[str, ...] = ()  # Worth a warning: empty shards.
 
 
 def preprocessing_spec(config: ml_collections.ConfigDict,
@@ -128,6 +141,10 @@ class Pipeline:
                    batch_size: Optional[int] = None) -> Iterator[Batch]:
     """This process's rows of one exact pass over `split`, padded with `batch_mask` 0 rows; `batch_size` videos
     per global batch (default: `eval_batch_size`, else `batch_size`)."""
+    raise NotImplementedError
+
+  def split_facts(self, split: str) -> SplitFacts:
+    """Counts, label range and readability of `split`, read before training (cached where reading is costly)."""
     raise NotImplementedError
 
   @property

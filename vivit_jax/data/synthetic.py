@@ -14,7 +14,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from vivit_jax.data.base import SINGLE_VIEW, Batch, DataError, Pipeline, Views
+from vivit_jax.data.base import SINGLE_VIEW, Batch, DataError, Pipeline, SplitFacts, Views
 
 SPLITS = {'train': 0, 'validation': 1, 'test': 2}
 
@@ -186,6 +186,12 @@ class SyntheticPipeline(RandomAccessPipeline):
     if n is None:
       raise DataError(f"'dataset_configs.examples_per_subset.{split}' is not set for dataset 'synthetic'")
     return n
+
+  def split_facts(self, split: str) -> SplitFacts:
+    """As generated: `examples_per_subset` videos whose class is their index modulo num_classes."""
+    n = self.num_examples(split)
+    return SplitFacts(source='synthetic motion videos', records=n, label_min=0 if n else None,
+                      label_max=(self.source.label(min(n, self.num_classes) - 1),) if n else ())
 
   def examples(self, split: str, indices: np.ndarray) -> Batch:
     raw = self.source.batch(split, indices)

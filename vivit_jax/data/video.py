@@ -15,21 +15,20 @@ Records hold JPEG frames; only the sampled frames are decoded. Everything random
 TensorFlow is kept off the accelerators.
 """
 
-import hashlib
-import json
 import os
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from vivit_jax.data.base import LABEL_MAP_FILE, SINGLE_VIEW, Batch, DataError, Pipeline, Views, read_label_map
+from vivit_jax.data.base import (LABEL_MAP_FILE, SINGLE_VIEW, Batch, DataError, Pipeline, SplitFacts, Views,
+                                 read_label_map)
 from vivit_jax.data.ingest import dmvr_records
+from vivit_jax.data.integrity import reading, scan_shards, sourced_records, whole_jpegs
 from vivit_jax.data.transforms import augment, sampling
 
 AUTOTUNE = tf.data.AUTOTUNE
 SHUFFLE_BUFFER = 1024  # Records (JPEG bytes, not decoded frames) held for shuffling.
-COUNT_CACHE = os.path.join(os.path.expanduser('~'), '.cache', 'vivit_jax', 'record_counts.json')
 
 
 def _hide_accelerators_from_tensorflow() -> None:
@@ -40,38 +39,11 @@ def _hide_accelerators_from_tensorflow() -> None:
     pass
 
 
-def count_records(files: Sequence[str], cache_path: str = COUNT_CACHE) -> List[int]:
-  """Records per TFRecord file, cached by (path, size, mtime) so each file is read once."""
-  try:
-    with open(cache_path) as f:
-      cache = json.load(f)
-  except (OSError, ValueError):
-    cache = {}
-  counts, changed = [], False
-  for path in files:
-    stat = os.stat(path)
-    key = hashlib.sha1(f'{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}'.encode()).hexdigest()
-    if key not in cache:
-      cache[key] = int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1).numpy())
-      changed = True
-    counts.append(cache[key])
-  if changed:
-    try:
-      os.makedirs(os.path.dirname(cache_path), exist_ok=True)
-      tmp = f'{cache_path}.tmp-{os.getpid()}'
-      with open(tmp, 'w') as f:
-        json.dump(cache, f)
-      os.replace(tmp, cache_path)
-    except OSError:  # A read-only home only costs a recount next time.
-      pass
-  return counts
-
-
 class _Part:
   """One process's part of one split: a deterministic record stream and its length."""
 
   def __init__(self, make: Callable[[Optional[tf.Tensor]], tf.data.Dataset], size: int):
-    self.make = make  # epoch seed (or None: file order as stored) -> dataset of records
+    self.make = make  # epoch seed (or None: file order as stored) -> dataset of (record, source) pairs
     self.size = size
 
 
@@ -109,18 +81,33 @@ class VideoPipeline(Pipeline):
     raise NotImplementedError
 
   # --- Per-example processing ----------------------------------------------------------------------------
-  def _label(self, indices: tf.Tensor) -> tf.Tensor:
+  def _label(self, indices: tf.Tensor, source: tf.Tensor) -> tf.Tensor:
     """One-hot / multi-hot float32 [C] from stored indices (minus label_offset). Multi-head models store one
-    index per head, each counted within its head."""
+    index per head, each counted within its head. A video without a label, or with one out of range, stops the
+    pipeline naming `source` (data.checks catches these before training where the data can be scanned)."""
     indices = tf.cast(indices, tf.int32) - self.d.label_offset
     if self.task.multi_head:
-      offsets = tf.constant(self.task.head_offsets, tf.int32)
-      indices = indices[:len(offsets)] + offsets[:tf.shape(indices)[0]]
-    hot = tf.one_hot(indices, self.num_classes, dtype=tf.float32)
+      sizes = tf.constant([h.num_classes for h in self.task.heads], tf.int32)
+      indices = indices[:len(self.task.heads)]
+      in_range = indices < sizes[:tf.shape(indices)[0]]
+      indices = indices + tf.constant(self.task.head_offsets, tf.int32)[:tf.shape(indices)[0]]
+    else:
+      in_range = indices < self.num_classes
+    ok = (tf.size(indices) > 0) & tf.reduce_all(in_range) & tf.reduce_all(indices >= 0)
+    message = tf.strings.join([source, tf.strings.format(
+        f': class indices {{}} (after label_offset {self.d.label_offset}) are not within the {self.num_classes} '
+        'classes of the config', [indices])])
+    with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+      hot = tf.one_hot(indices, self.num_classes, dtype=tf.float32)
     return tf.minimum(tf.reduce_sum(hot, axis=0), 1.0)
 
-  def _frames(self, jpegs: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+  def _frames(self, jpegs: tf.Tensor, indices: tf.Tensor, source: tf.Tensor) -> tf.Tensor:
+    """The decoded frames at `indices`; a frame that is not a whole JPEG stops the pipeline naming `source`."""
     picked = tf.gather(jpegs, indices)
+    message = tf.strings.join([source, tf.strings.format(
+        ': a frame of the sampled indices {} is not a whole JPEG (truncated or corrupt)', [indices])])
+    with tf.control_dependencies([tf.debugging.Assert(whole_jpegs(picked), [message])]):
+      picked = tf.identity(picked)
     return tf.map_fn(lambda j: tf.io.decode_jpeg(j, channels=3), picked,
                      fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8), parallel_iterations=16)
 
@@ -130,41 +117,42 @@ class VideoPipeline(Pipeline):
                           std_rgb=self.d.std_rgb)
     return tf.cast(x, self.input_dtype.name)
 
-  def _train_example(self, record: Any, seed: tf.Tensor) -> Dict[str, tf.Tensor]:
+  def _train_example(self, sourced: Tuple[Any, tf.Tensor], seed: tf.Tensor) -> Dict[str, tf.Tensor]:
+    record, source = sourced
     jpegs, label = self._decode_record(record)
     sample_seed, augment_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     indices = sampling.train_indices(tf.shape(jpegs)[0], self.d.num_frames, self.d.stride, sample_seed,
                                      mode=self.d.short_video_mode)
-    frames = augment.train_augment(self._frames(jpegs, indices), augment_seed, min_resize=self.d.min_resize,
-                                   crop_size=self.d.crop_size, aug=self.aug)
-    return {'inputs': self._normalise(frames), 'label': self._label(label),
+    frames = augment.train_augment(self._frames(jpegs, indices, source), augment_seed,
+                                   min_resize=self.d.min_resize, crop_size=self.d.crop_size, aug=self.aug)
+    return {'inputs': self._normalise(frames), 'label': self._label(label, source),
             'batch_mask': tf.constant(1.0, tf.float32)}
 
-  def _eval_example(self, record: Any, views: Views) -> Dict[str, tf.Tensor]:
+  def _eval_example(self, record: Any, source: tf.Tensor, views: Views) -> Dict[str, tf.Tensor]:
     jpegs, label = self._decode_record(record)
     n = tf.shape(jpegs)[0]
     if not views.single:
       starts = sampling.multi_view_indices(n, self.d.num_frames, self.d.stride, views.clips,
                                            mode=self.d.short_video_mode)
-      clips = tf.map_fn(lambda idx: self._eval_view(jpegs, idx, views.crops), starts,
+      clips = tf.map_fn(lambda idx: self._eval_view(jpegs, idx, views.crops, source), starts,
                         fn_output_signature=tf.TensorSpec([views.crops, None, None, None, 3],
                                                           self.input_dtype.name))
       inputs = tf.reshape(clips, [-1, self.d.num_frames, self.d.crop_size, self.d.crop_size, 3])
     else:
       indices = sampling.center_indices(n, self.d.num_frames, self.d.stride, mode=self.d.short_video_mode)
-      inputs = self._eval_view(jpegs, indices, 1)[0]
-    return {'inputs': inputs, 'label': self._label(label), 'batch_mask': tf.constant(1.0, tf.float32)}
+      inputs = self._eval_view(jpegs, indices, 1, source)[0]
+    return {'inputs': inputs, 'label': self._label(label, source), 'batch_mask': tf.constant(1.0, tf.float32)}
 
-  def _eval_view(self, jpegs: tf.Tensor, indices: tf.Tensor, crops: int) -> tf.Tensor:
+  def _eval_view(self, jpegs: tf.Tensor, indices: tf.Tensor, crops: int, source: tf.Tensor) -> tf.Tensor:
     """[crops, T, crop, crop, 3] normalised views of the frames at `indices`."""
-    frames = augment.eval_preprocess(self._frames(jpegs, indices), min_resize=self.d.min_resize,
+    frames = augment.eval_preprocess(self._frames(jpegs, indices, source), min_resize=self.d.min_resize,
                                      crop_size=self.d.crop_size, num_crops=crops)
     frames = frames if crops > 1 else frames[None]
     return self._normalise(tf.cast(frames, tf.float32))
 
   # --- Streams -------------------------------------------------------------------------------------------
   def _epoch(self, part: _Part, epoch: tf.Tensor) -> tf.data.Dataset:
-    """Epoch `epoch` of this process's training stream: (record, per-example seed)."""
+    """Epoch `epoch` of this process's training stream: ((record, source), per-example seed)."""
     seed = tf.stack([tf.cast(self.seed, tf.int64), tf.cast(epoch, tf.int64)])
     records = part.make(seed).shuffle(SHUFFLE_BUFFER, seed=self.seed * 1_000_003 + epoch,
                                       reshuffle_each_iteration=False)
@@ -182,7 +170,7 @@ class VideoPipeline(Pipeline):
     rest = tf.data.Dataset.range(epoch + 1, 2 ** 62).flat_map(lambda e: self._epoch(part, e))
     ds = first.concatenate(rest).map(self._train_example, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.batch(local, drop_remainder=True).prefetch(AUTOTUNE)
-    return ds.as_numpy_iterator()
+    return reading(ds.as_numpy_iterator(), f"reading split 'train' ({self.source('train')})")
 
   def eval_batches(self, split: str, views: Views = SINGLE_VIEW,
                    batch_size: Optional[int] = None) -> Iterator[Batch]:
@@ -191,12 +179,13 @@ class VideoPipeline(Pipeline):
     part = self.part(split)
     size = batch_size or self.eval_batch_size
     local = self._local_size(size)
-    ds = part.make(None).map(lambda r: self._eval_example(r, views), num_parallel_calls=AUTOTUNE,
+    ds = part.make(None).map(lambda r, source: self._eval_example(r, source, views), num_parallel_calls=AUTOTUNE,
                              deterministic=True)
     padding = self.num_local_eval_batches(split, size) * local - part.size
     if padding:
       ds = ds.concatenate(tf.data.Dataset.from_tensors(self._blank(views)).repeat(padding))
-    return ds.batch(local).prefetch(AUTOTUNE).as_numpy_iterator()
+    return reading(ds.batch(local).prefetch(AUTOTUNE).as_numpy_iterator(),
+                    f"reading split '{split}' ({self.source(split)})")
 
   def _blank(self, views: Views) -> Dict[str, tf.Tensor]:
     """A padding example (batch_mask 0)."""
@@ -218,6 +207,10 @@ class VideoPipeline(Pipeline):
 
   def part_sizes(self, split: str) -> List[int]:
     """Videos in every process's part of `split` (this process's is `part(split).size`)."""
+    raise NotImplementedError
+
+  def source(self, split: str) -> str:
+    """Where `split` is read from, as messages name it."""
     raise NotImplementedError
 
 
@@ -260,32 +253,49 @@ class DMVRPipeline(VideoPipeline):
       return files[self.process_index::self.process_count], None
     return files, (self.process_count, self.process_index)
 
+  def source(self, split: str) -> str:
+    return f'table {self.d.tables[split]!r} under base_dir {self.d.base_dir!r}'
+
+  def split_facts(self, split: str) -> SplitFacts:
+    """From one cached read of every shard (`shard_scan`)."""
+    scans = scan_shards(self.files(split))
+    offset = self.d.label_offset
+    widths = max([len(s.label_max) for s in scans] + [0])
+    label_max = tuple(max(s.label_max[k] for s in scans if len(s.label_max) > k) - offset for k in range(widths))
+    lows = [s.label_min for s in scans if s.label_min is not None]
+    problems = tuple(f'{s.path}: {s.error}' for s in scans if s.error)
+    problems += tuple(f'{s.path}: record(s) {s.no_frames} hold no frames' for s in scans if s.no_frames)
+    return SplitFacts(source=self.source(split), records=sum(s.records for s in scans),
+                      label_min=min(lows) - offset if lows else None, label_max=label_max,
+                      unlabeled=sum(s.unlabeled for s in scans), problems=problems,
+                      notes=tuple(f'{s.path} holds no records' for s in scans if not s.records and not s.error))
+
   def part_sizes(self, split: str) -> List[int]:
     files = self.files(split)
-    counts = count_records(files)
+    counts = [s.records for s in scan_shards(files)]
     if len(files) >= self.process_count:
       return [sum(counts[p::self.process_count]) for p in range(self.process_count)]
     total = sum(counts)
     return [len(range(p, total, self.process_count)) for p in range(self.process_count)]
 
   def _total_size(self, split: str) -> int:
-    return sum(count_records(self.files(split)))
+    return sum(s.records for s in scan_shards(self.files(split)))
 
   def _part(self, split: str) -> _Part:
     files, record_shard = self._assignment(split)
     if record_shard:
       size = self.part_sizes(split)[self.process_index]
     else:
-      size = sum(count_records(files))
+      size = sum(s.records for s in scan_shards(files))
 
     def make(seed: Optional[tf.Tensor]) -> tf.data.Dataset:
       names = tf.constant(files)
       if seed is not None and not record_shard:
         names = tf.random.experimental.stateless_shuffle(names, seed)
       if record_shard:
-        return tf.data.TFRecordDataset(names).shard(*record_shard)
+        return tf.data.Dataset.from_tensor_slices(names).flat_map(sourced_records).shard(*record_shard)
       return tf.data.Dataset.from_tensor_slices(names).interleave(
-          tf.data.TFRecordDataset, cycle_length=1 if seed is None else min(8, len(files)), block_length=1,
+          sourced_records, cycle_length=1 if seed is None else min(8, len(files)), block_length=1,
           num_parallel_calls=AUTOTUNE, deterministic=True)
     return _Part(make, size)
 
@@ -344,10 +354,22 @@ class TFDSPipeline(VideoPipeline):
 
     def make(seed: Optional[tf.Tensor]) -> tf.data.Dataset:
       del seed  # TFDS shuffles examples when preparing; epochs differ by the shuffle buffer's seed.
-      return self.builder.as_dataset(split=subsplit, shuffle_files=False,
-                                     decoders={'video': tfds.decode.SkipDecoding()},
-                                     read_config=tfds.ReadConfig(interleave_cycle_length=1))
+      records = self.builder.as_dataset(split=subsplit, shuffle_files=False,
+                                        decoders={'video': tfds.decode.SkipDecoding()},
+                                        read_config=tfds.ReadConfig(interleave_cycle_length=1, add_tfds_id=True))
+      return records.map(lambda record: (record, record['tfds_id']))
     return _Part(make, self.part_sizes(split)[self.process_index])
+
+  def source(self, split: str) -> str:
+    return f"TFDS '{self.d.tfds_name}' split '{split}' under {self.d.base_dir!r}"
+
+  def split_facts(self, split: str) -> SplitFacts:
+    """From the prepared dataset's info: its count and its ClassLabel's size (labels are checked as read)."""
+    if split not in self.builder.info.splits:
+      raise DataError(f"{self.source(split)}: the prepared dataset has no such split; it has "
+                      f'{sorted(self.builder.info.splits)}')
+    return SplitFacts(source=self.source(split), records=self._total_size(split),
+                      classes=self.builder.info.features['label'].num_classes)
 
   def _decode_record(self, record):
     return record['video'], tf.reshape(record['label'], [-1])

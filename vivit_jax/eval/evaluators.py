@@ -30,7 +30,7 @@ from jax.sharding import PartitionSpec as P
 from vivit_jax import sharding as sharding_lib
 from vivit_jax import tasks
 from vivit_jax.checkpoints.restore import Restored, restore_for_use
-from vivit_jax.data import SINGLE_VIEW, Pipeline, Views, create_pipeline
+from vivit_jax.data import SINGLE_VIEW, Pipeline, Views, check_data, create_pipeline
 from vivit_jax.eval import metrics
 
 Batch = Dict[str, jax.Array]
@@ -193,6 +193,12 @@ def _summarize(totals: Dict[str, Any], kept: List[Dict[str, np.ndarray]], prefix
   return Evaluation(scalars, {name: np.asarray(c['confusion']) for name, c in heads.items()})
 
 
+def evaluated_splits(config: ml_collections.ConfigDict, pipeline: Pipeline) -> List[str]:
+  """The splits a training run evaluates: 'validation', and 'test' with `do_multicrop_test` when there is one."""
+  test = config.dataset_configs.do_multicrop_test and pipeline.has_split('test')
+  return ['validation', 'test'] if test else ['validation']
+
+
 class TrainingEvaluators:
   """What the trainer evaluates, and when: validation with one view per video every `log_eval_steps` (default
   once an epoch) and at the end, under 'valid'; with `dataset_configs.do_multicrop_test`, Scenic's multi-view
@@ -208,7 +214,7 @@ class TrainingEvaluators:
     self.step = eval_step_for(model, config, params_shardings, mesh)
     self.valid_every = config.log_eval_steps or max(1, int(round(steps_per_epoch)))
     self.test_every, self.test_views = None, Views.test_views(config)
-    if d.do_multicrop_test and pipeline.has_split('test'):
+    if 'test' in evaluated_splits(config, pipeline):
       self.test_every = max(1, int(round(d.log_test_epochs * steps_per_epoch)))
       self.test_batch_size = round_up_batch(d.test_batch_size, mesh)
     elif d.do_multicrop_test:
@@ -255,6 +261,7 @@ def evaluate_checkpoint(checkpoint: str, config: Any = None, overrides: Sequence
   shardings = jax.tree_util.tree_map(lambda x: x.sharding, restored.params)
   step = eval_step_for(restored.model, config, shardings, mesh, aggregation)
   pipeline = create_pipeline(config)
+  check_data(pipeline, [split], counts_must_match=False)
   requested = {'single_view': batch_size or config.eval_batch_size or config.batch_size,
                'multi_view': batch_size or config.dataset_configs.test_batch_size}
   summary: Dict[str, Any] = {'checkpoint': checkpoint, 'split': split, 'aggregation': aggregation,

@@ -1,0 +1,186 @@
+"""The data is checked against the config before the first step, and a broken record names itself."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.data.test_video import NUM_CLASSES, _video, dmvr_config, write_split
+from vivit_jax import train
+from vivit_jax.data import DataError, check_data, create_pipeline, integrity
+from vivit_jax.data.ingest import dmvr_records
+from vivit_jax.data.ingest.video_io import encode_jpeg
+
+
+@pytest.fixture(autouse=True)
+def private_scan_cache(tmp_path, monkeypatch):
+  """Each test scans afresh, into its own cache."""
+  monkeypatch.setattr(integrity, 'SCAN_CACHE', str(tmp_path / 'scans.json'))
+
+
+def _write(path, records):
+  with tf.io.TFRecordWriter(path) as w:
+    for r in records:
+      w.write(r)
+
+
+def _record(labels, frames=None, index=1):
+  frames = encode_jpeg(_video(index)) if frames is None else frames
+  return dmvr_records.make_sequence_example(frames, labels)
+
+
+@pytest.fixture
+def base(tmp_path):
+  """Good train (10 videos, 2 shards) and validation (4 videos) splits; tests add broken tables beside them."""
+  root = tmp_path / 'data'
+  root.mkdir()
+  write_split(str(root), 'train', 0, 10, shards=2)
+  write_split(str(root), 'validation', 10, 4, shards=1)
+  return str(root)
+
+
+def _config(base, **overrides):
+  settings = dict(dataset_configs__tables__train='train@2', dataset_configs__tables__validation='validation@1',
+                  dataset_configs__tables__test='', dataset_configs__do_multicrop_test=False)
+  settings.update(overrides)
+  return dmvr_config(base, **settings)
+
+
+def _problems(config, splits=('train', 'validation')):
+  with pytest.raises(DataError) as raised:
+    check_data(create_pipeline(config, 0, 1), splits)
+  message = str(raised.value)
+  assert '\n' not in message  # One line, whatever the number of problems.
+  return message
+
+
+def test_good_data_passes_and_reports_its_facts(base):
+  facts = dict(check_data(create_pipeline(_config(base), 0, 1), ['train', 'validation']))
+  assert facts['train'].records == 10 and facts['validation'].records == 4
+  assert facts['train'].label_min == 0 and facts['train'].label_max == (NUM_CLASSES - 1,)
+
+
+def test_labels_beyond_num_classes_stop_the_run_before_training(base):
+  # num_classes=1 on two-label data once trained to loss 0 and accuracy 1.0.
+  config = _config(base)
+  config.dataset_configs.num_classes = 1
+  config.model.classifier = 'token'
+  with pytest.raises(DataError, match=r"split 'train' .*class index 4 is out of range for "
+                                      r'dataset_configs.num_classes = 1'):
+    train.setup(config)
+
+
+def test_label_offset_that_makes_labels_negative(base):
+  message = _problems(_config(base, dataset_configs__label_offset=1))
+  assert 'class index -1 after label_offset 1 is negative' in message
+
+
+def test_multi_head_labels_are_checked_per_head(base, tmp_path):
+  _write(os.path.join(base, 'epic-00000-of-00001'), [_record([2, 1]), _record([1, 2])])  # Verb 2 of 2 verbs.
+  config = _config(base, dataset_configs__tables__validation='epic@1', model_name='vivit_multihead_classification',
+                   dataset_configs__class_splits=(3, 2), dataset_configs__split_names=('noun', 'verb'))
+  config.dataset_configs.tables.train = 'epic@1'
+  message = _problems(config, ['validation'])
+  assert "class index 2 is out of range for head 'verb' = 2" in message and "'noun'" not in message
+
+
+def test_unlabeled_videos_are_refused(base):
+  _write(os.path.join(base, 'unlabeled-00000-of-00001'), [_record([]), _record([1])])
+  message = _problems(_config(base, dataset_configs__tables__validation='unlabeled@1'), ['validation'])
+  assert '1 of 2 videos have no label' in message
+
+
+def test_counts_must_match_examples_per_subset_naming_both(base):
+  message = _problems(_config(base, dataset_configs__examples_per_subset__train=12))
+  assert "'dataset_configs.examples_per_subset.train' is 12" in message and 'holds 10 videos' in message
+
+
+def test_an_evaluation_only_warns_of_a_different_count(base, caplog):
+  config = _config(base, dataset_configs__examples_per_subset__validation=5)
+  with caplog.at_level(logging.WARNING):
+    check_data(create_pipeline(config, 0, 1), ['validation'], counts_must_match=False)
+  assert 'holds 4 videos' in caplog.text
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'crc'])
+def test_a_truncated_or_corrupt_shard_is_named_with_its_record(base, damage):
+  path = os.path.join(base, 'train-00001-of-00002')
+  data = bytearray(open(path, 'rb').read())
+  if damage == 'truncated':
+    data = data[:len(data) * 2 // 3]
+  else:
+    data[len(data) // 2] ^= 0xFF
+  open(path, 'wb').write(bytes(data))
+  message = _problems(_config(base))
+  assert path in message and 'is unreadable' in message
+  record = int(message.split(' is unreadable')[0].rsplit('record ', 1)[1])
+  assert 0 < record < 5  # Readable records before the break are counted; the one where it breaks is named.
+
+
+def test_empty_shards_are_named_and_an_empty_split_refused(base, caplog):
+  _write(os.path.join(base, 'holes-00000-of-00002'), [_record([1]), _record([2])])
+  _write(os.path.join(base, 'holes-00001-of-00002'), [])
+  _write(os.path.join(base, 'none-00000-of-00001'), [])
+  config = _config(base, dataset_configs__tables__validation='holes@2')
+  with caplog.at_level(logging.WARNING):
+    check_data(create_pipeline(config, 0, 1), ['validation'])
+  assert 'holes-00001-of-00002 holds no records' in caplog.text
+  config.dataset_configs.tables.validation = 'none@1'
+  assert "split 'validation' (table 'none@1'" in _problems(config, ['validation'])
+  assert 'holds no videos' in _problems(config, ['validation'])
+
+
+def test_records_without_frames_are_named(base):
+  _write(os.path.join(base, 'blank-00000-of-00001'), [_record([1]), _record([1], frames=[])])
+  message = _problems(_config(base, dataset_configs__tables__validation='blank@1'), ['validation'])
+  assert 'blank-00000-of-00001: record(s) [1] hold no frames' in message
+
+
+def test_a_missing_split_file_is_named(base):
+  message = _problems(_config(base, dataset_configs__tables__validation='absent@2'), ['validation'])
+  assert 'absent-00000-of-00002' in message
+
+
+def _with_a_broken_jpeg(base, name, broken_index):
+  """A one-shard table whose record `broken_index` has its JPEG frames cut in half."""
+  records = []
+  for i in range(4):
+    frames = encode_jpeg(_video(i))
+    if i == broken_index:
+      frames = [f[:len(f) // 2] for f in frames]
+    records.append(_record([i % NUM_CLASSES], frames))
+  path = os.path.join(base, f'{name}-00000-of-00001')
+  _write(path, records)
+  return path
+
+
+@pytest.mark.parametrize('split', ['train', 'validation'])
+def test_a_frame_that_is_not_a_whole_jpeg_stops_reading_naming_shard_and_record(base, split):
+  path = _with_a_broken_jpeg(base, 'broken', 2)
+  config = _config(base, batch_size=4, eval_batch_size=4)
+  config.dataset_configs.tables[split] = 'broken@1'
+  pipeline = create_pipeline(config, 0, 1)
+  batches = pipeline.train_batches(0) if split == 'train' else pipeline.eval_batches(split)
+  with pytest.raises(DataError) as raised:
+    for _ in range(3):
+      next(batches)
+  message = str(raised.value)
+  assert f"reading split '{split}'" in message and f'{path} record 2' in message
+  assert 'not a whole JPEG' in message and 'Traceback' not in message
+
+
+def test_a_label_out_of_range_is_caught_while_reading_too(base):
+  # What the scan cannot see (a TFDS split is not scanned) is caught as the record is read, naming it.
+  _write(os.path.join(base, 'wide-00000-of-00001'), [_record([1]), _record([7])])
+  config = _config(base, dataset_configs__tables__validation='wide@1')
+  with pytest.raises(DataError, match=r'wide-00000-of-00001 record 1: class indices \[7\]'):
+    next(create_pipeline(config, 0, 1).eval_batches('validation'))
+
+
+def test_whole_jpegs_accepts_real_frames_and_refuses_cut_or_foreign_bytes():
+  good = encode_jpeg(np.zeros((2, 8, 8, 3), np.uint8))
+  assert bool(integrity.whole_jpegs(tf.constant(good)))
+  for bad in ([good[0][:-10]], [b''], [b'\x89PNG\r\n' + good[0][6:]], [good[0], b'not a jpeg']):
+    assert not bool(integrity.whole_jpegs(tf.constant(bad)))

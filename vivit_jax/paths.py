@@ -1,0 +1,69 @@
+"""Output locations checked before the long work starts: a workdir or an `--output` that is a file, read-only or on
+a full disk is reported with its path while nothing has been computed yet, instead of after hours of training or
+evaluation. Remote locations (gs://, s3://, ...) are left to the library that writes them.
+"""
+
+import os
+import shutil
+from typing import Optional
+
+PROBE_BYTES = 1 << 16  # Written (and removed) to prove a directory takes data, not just an empty file.
+
+
+class PathError(ValueError):
+  """An output location that cannot be written."""
+
+
+def _remote(path: str) -> bool:
+  return '://' in path
+
+
+def _probe(directory: str, what: str) -> None:
+  probe = os.path.join(directory, f'.vivit_jax-write-test-{os.getpid()}')
+  try:
+    with open(probe, 'wb') as f:
+      f.write(b'\0' * PROBE_BYTES)
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:
+    raise PathError(f'{what} {directory} cannot be written: {e.strerror or e}') from e
+  finally:
+    try:
+      os.remove(probe)
+    except OSError:
+      pass
+
+
+def check_output_dir(path: str, what: str = 'workdir', needed_bytes: int = 0) -> None:
+  """Creates `path` if needed and proves it writable with `needed_bytes` (an estimate, e.g. a checkpoint) free."""
+  if not path or _remote(path):
+    return
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise PathError(f'{what} {path} is a file; expected a directory')
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise PathError(f'{what} {path} cannot be created: {e.strerror or e}') from e
+  _probe(path, what)
+  free = shutil.disk_usage(path).free
+  if needed_bytes and free < needed_bytes:
+    raise PathError(f'{what} {path} has {free / 2**20:.1f} MiB free, but about {needed_bytes / 2**20:.1f} MiB '
+                    'will be written there')
+
+
+def check_output_file(path: Optional[str], what: str = '--output') -> None:
+  """Proves a file can be written at `path` (its directory is created if needed); nothing is left behind."""
+  if not path or _remote(path):
+    return
+  if os.path.isdir(path):
+    raise PathError(f'{what} {path} is a directory; expected a file name')
+  directory = os.path.dirname(os.path.abspath(path))
+  if os.path.exists(directory) and not os.path.isdir(directory):
+    raise PathError(f'{what} {path}: {directory} is a file, not a directory')
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as e:
+    raise PathError(f'{what} {path}: its directory cannot be created: {e.strerror or e}') from e
+  if os.path.exists(path) and not os.access(path, os.W_OK):
+    raise PathError(f'{what} {path} exists and is read-only')
+  _probe(directory, f'{what} {path}: the directory')
