@@ -15,8 +15,9 @@ TensorBoard events, checkpoints, WORKDIR/metrics.jsonl and WORKDIR/results.json.
 """
 
 import sys
-from typing import List, Sequence
+from typing import Any, List, Sequence
 
+import ml_collections
 from absl import app, flags
 
 from vivit_jax.config import ConfigError, load_config, split_config_overrides
@@ -36,38 +37,84 @@ _OVERRIDES: List[str] = []
 
 
 def _parse_flags(argv: Sequence[str]) -> List[str]:
+  """absl's flag parsing, with a bad flag or override reported as one `error:` line (exit status 2)."""
   try:
     rest, overrides = split_config_overrides(argv)
-  except ConfigError as e:
-    raise app.UsageError(str(e)) from e
+    remaining = FLAGS(rest)
+  except (ConfigError, flags.Error) as e:
+    sys.exit(_fail(f'{e} (see --help)'))
   _OVERRIDES[:] = overrides
-  return FLAGS(rest)
+  return remaining
+
+
+def _fail(message: Any) -> int:
+  """One `error:` line on stderr; the exit status 2. (`cli.common.fail` once the heavy modules are imported.)"""
+  print(f'error: {message}', file=sys.stderr)
+  return 2
 
 
 def _initialise_distributed() -> None:
+  """Joins the multi-process run the flags describe (jax.distributed, CPU collectives over gloo); raises
+  UsageError for process flags that cannot work, and when the coordinator cannot be reached."""
   import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.coordinator_address:
-    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  elif FLAGS.distributed:
-    jax.distributed.initialize()
+  from vivit_jax.cli.common import UsageError  # pylint: disable=g-import-not-at-top
+  address, count, index = FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id
+  if not address and not FLAGS.distributed:
+    if count not in (None, 1) or index not in (None, 0):
+      raise UsageError(f'--num_processes={count} --process_id={index} given without --coordinator_address=HOST:PORT '
+                       '(or --distributed): each process would train alone, as process 0 of 1')
+    return
+  if count is not None and count < 1:
+    raise UsageError(f'--num_processes={count}: expected at least 1')
+  if index is not None and (index < 0 or (count is not None and index >= count)):
+    raise UsageError(f'--process_id={index}: expected 0 <= process_id < --num_processes={count}')
+  try:
+    jax.distributed.initialize(address, count, index)
+  except (ValueError, TypeError) as e:  # What cluster auto-detection could not find, named by jax.
+    raise UsageError(f'jax.distributed.initialize: {e}') from e
+  except jax.errors.JaxRuntimeError as e:  # No coordinator at `address` within jax's initialization timeout.
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise UsageError(f'process {index} of {count} cannot join the coordinator at {address}: {first}') from e
+
+
+def _load(argv: Sequence[str]) -> ml_collections.ConfigDict:
+  """The validated config of a run the flags describe completely; a ConfigError naming what is missing."""
+  if len(argv) > 1:
+    raise ConfigError(f'unexpected arguments: {" ".join(argv[1:])} (see --help)')
+  if not FLAGS.config:
+    raise ConfigError('--config=FILE[:preset] is required (see --help)')
+  config = load_config(FLAGS.config, overrides=_OVERRIDES)
+  if not FLAGS.dry_run and not FLAGS.workdir:
+    raise ConfigError('--workdir=DIR is required to train (or pass --dry_run)')
+  if config.num_training_steps is None and config.num_training_epochs is None:
+    raise ConfigError(f"{FLAGS.config}: set 'num_training_epochs' or 'num_training_steps' to say how long to "
+                      'train')
+  return config
 
 
 def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not FLAGS.config:
-    raise app.UsageError('--config=FILE[:preset] is required')
+  """Validates the config, then describes it (--dry_run) or trains it. An expected failure (a bad flag, config,
+  checkpoint, data, mesh or path, or a loss that stopped being finite) is one `error:` line and exit status 2
+  (1 for the loss); anything else is a bug and keeps its traceback."""
   try:
-    config = load_config(FLAGS.config, overrides=_OVERRIDES)
+    config = _load(argv)  # Before TensorFlow and the trainer are imported: a bad config fails fast.
   except ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+    return _fail(e)
+  from vivit_jax.cli import common  # pylint: disable=g-import-not-at-top
+  from vivit_jax.train.loop import NonFiniteLossError  # pylint: disable=g-import-not-at-top
+  try:
+    return _describe_or_train(config)
+  except common.EXPECTED_ERRORS as e:
+    return common.fail(e)
+  except NonFiniteLossError as e:
+    return common.fail(e, status=1)
+
+
+def _describe_or_train(config: ml_collections.ConfigDict) -> int:
   if FLAGS.dry_run:
     from vivit_jax.train import dry_run  # pylint: disable=g-import-not-at-top
     print(dry_run.describe(config))
     return 0
-  if not FLAGS.workdir:
-    raise app.UsageError('--workdir=DIR is required to train')
   _initialise_distributed()
   from vivit_jax import train  # pylint: disable=g-import-not-at-top
   from vivit_jax.cli.common import quiet_library_logs  # pylint: disable=g-import-not-at-top

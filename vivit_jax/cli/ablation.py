@@ -29,8 +29,10 @@ def _parser():
   parser.add_argument('--print_commands', action='store_true', help='print one training command per entry')
   parser.add_argument('--cost_only', action='store_true', help='params, GFLOPs and timed steps; no training')
   parser.add_argument('--collect_only', action='store_true', help='write the report from existing runs')
-  parser.add_argument('--time_steps', type=int, default=3, help='--cost_only: timed steps (0: none)')
-  parser.add_argument('--timing_batch_size', type=int, default=None, help='--cost_only: batch (default: config)')
+  parser.add_argument('--time_steps', type=common.non_negative_int, default=3,
+                      help='--cost_only: timed steps (0: none)')
+  parser.add_argument('--timing_batch_size', type=common.positive_int, default=None,
+                      help='--cost_only: batch (default: config)')
   return parser
 
 
@@ -45,15 +47,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.print_commands:
       print('\n'.join(sweep.commands(ablation, workdir, **selection)))
       return 0
+    common.check_output(workdir, directory=True)
     if args.cost_only:
       sweep.cost_sweep(ablation, workdir, time_steps=args.time_steps, batch_size=args.timing_batch_size,
                        **selection)
     elif not args.collect_only:
       sweep.run_sweep(ablation, workdir, **selection)
     paths = report.collect(ablation, workdir, **selection)
+    with open(paths['md']) as f:
+      table = f.read()
   except common.EXPECTED_ERRORS as e:
     return common.fail(e)
-  with open(paths['md']) as f:
-    print(f.read())
+  print(table)
   print('Wrote ' + ', '.join(paths.values()))
   return 0

@@ -31,8 +31,9 @@ def _parser():
   parser.add_argument('--work_dir', default=None, help='--data: where to make the videos and records (default: '
                       'a temporary directory)')
   parser.add_argument('--config', help='--model: config file[:arg]')
-  parser.add_argument('--batch_size', type=int, default=None, help='--model: clips per step (default: config)')
-  parser.add_argument('--steps', type=int, default=10, help='--model: timed calls (median reported)')
+  parser.add_argument('--batch_size', type=common.positive_int, default=None,
+                      help='--model: clips per step (default: config)')
+  parser.add_argument('--steps', type=common.positive_int, default=10, help='--model: timed calls (median reported)')
   parser.add_argument('--no_hf', action='store_true', help='--model: skip transformers')
   parser.add_argument('--compile_hf', action='store_true', help='--model: torch.compile the transformers model')
   parser.add_argument('--json', action='store_true', help='print JSON')
@@ -44,22 +45,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args, overrides = common.parse(parser, argv)
   if args.data == args.model:
     parser.error('choose one benchmark: --data or --model')
-  if args.data:
-    with tempfile.TemporaryDirectory() as tmp:
-      result = data_benchmark.data_benchmark(args.work_dir or tmp)
-    width = max(len(k) for k in result)
-    print(json.dumps(result, indent=2) if args.json else '\n'.join(f'{k:<{width}}  {v}' for k, v in result.items()))
-    return 0
-  if not args.config:
+  if args.model and not args.config:
     parser.error('--model needs --config')
   try:
-    config = load_config(args.config, ['model_dtype_str=bfloat16'] + overrides)
+    if args.data:
+      _data(args)
+    else:
+      _model(args, overrides)
   except common.EXPECTED_ERRORS as e:
     return common.fail(e)
+  return 0
+
+
+def _data(args) -> None:
+  if args.work_dir:
+    common.check_output(args.work_dir, directory=True)
+  with tempfile.TemporaryDirectory() as tmp:
+    result = data_benchmark.data_benchmark(args.work_dir or tmp)
+  width = max(len(k) for k in result)
+  print(json.dumps(result, indent=2) if args.json else '\n'.join(f'{k:<{width}}  {v}' for k, v in result.items()))
+
+
+def _model(args, overrides) -> None:
+  config = load_config(args.config, ['model_dtype_str=bfloat16'] + overrides)
   why_not = None if args.no_hf else model_benchmark.huggingface_comparison(config)
   if why_not:
     print(f'{why_not}: timing vivit_jax only', file=sys.stderr)
   result = model_benchmark.model_benchmark(config, args.batch_size, args.steps, huggingface=not (args.no_hf or why_not),
                                            compile_hf=args.compile_hf)
   print(json.dumps(result, indent=2) if args.json else model_benchmark.format_model_benchmark(result))
-  return 0

@@ -1,32 +1,79 @@
 """What every command shares: `--config.KEY=VALUE` overrides beside argparse flags, quiet library logs, and one
-clean `error:` line (exit status 2) for the failures a user can fix."""
+clean `error:` line (exit status 2) for the failures a user can fix: a bad flag, config, checkpoint, data or mesh,
+and a path that cannot be read or written (named in the line)."""
 
 import argparse
 import logging
+import math
+import os
 import sys
 from typing import List, Optional, Sequence, Tuple
 
-from vivit_jax.checkpoints import CheckpointError
+from vivit_jax import paths
+from vivit_jax.checkpoints import CheckpointError, PretrainedMismatchError
 from vivit_jax.config import ConfigError, split_config_overrides
 from vivit_jax.data import DataError
+from vivit_jax.paths import PathError
 from vivit_jax.sharding import MeshError
 
+
+class UsageError(ValueError):
+  """A command-line argument that cannot be used (a missing flag, a value out of range)."""
+
+
 # Failures that come from the user's input (a file, key or parameter path), reported without a traceback.
-EXPECTED_ERRORS = (ConfigError, CheckpointError, DataError, MeshError)
+EXPECTED_ERRORS = (ConfigError, CheckpointError, PretrainedMismatchError, DataError, MeshError, PathError, UsageError,
+                   OSError)
 
 
 def parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]],
           overrides: bool = True) -> Tuple[argparse.Namespace, List[str]]:
   """(parsed flags, ['KEY=VALUE', ...] config overrides) of `argv` (default: the process's arguments)."""
   argv = list(sys.argv[1:] if argv is None else argv)
-  rest, config_overrides = split_config_overrides(argv) if overrides else (argv, [])
+  try:
+    rest, config_overrides = split_config_overrides(argv) if overrides else (argv, [])
+  except ConfigError as e:  # '--config.KEY' without a value.
+    parser.error(str(e))
   return parser.parse_args(rest), config_overrides
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse, with a bad flag reported as one `error:` line (exit status 2) instead of the usage block."""
+
+  def error(self, message: str):
+    print(f'error: {self.prog}: {message} (see {self.prog} --help)', file=sys.stderr)
+    sys.exit(2)
 
 
 def parser(prog: str, usage_text: str) -> argparse.ArgumentParser:
   """An argparse parser whose --help shows `usage_text` (the command's usage, kept in one place)."""
-  return argparse.ArgumentParser(prog=prog, description=usage_text,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+  return _Parser(prog=prog, description=usage_text, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _number(text: str, kind: type, low: float, what: str, above: bool = False):
+  """`text` as `kind`, at least `low` (above it when `above`), finite; else argparse's error naming `what`."""
+  try:
+    value = kind(text)
+  except ValueError:
+    value = None
+  if value is None or not math.isfinite(value) or value < low or (above and value == low):
+    raise argparse.ArgumentTypeError(f'expected {what}, got {text!r}')
+  return value
+
+
+def positive_int(text: str) -> int:
+  """argparse type: an integer >= 1."""
+  return _number(text, int, 1, 'a positive integer')
+
+
+def non_negative_int(text: str) -> int:
+  """argparse type: an integer >= 0."""
+  return _number(text, int, 0, 'an integer >= 0')
+
+
+def positive_float(text: str) -> float:
+  """argparse type: a finite number > 0."""
+  return _number(text, float, 0.0, 'a positive number', above=True)
 
 
 class _QuietLibraries(logging.Filter):
@@ -38,7 +85,9 @@ class _QuietLibraries(logging.Filter):
 
 
 def quiet_library_logs() -> None:
-  """Installs the filter on the root handlers (absl's included)."""
+  """Installs the filter on the root handlers (absl's included), and sends Python warnings (a checkpoint step
+  skipped as unreadable, say) through logging as one line each."""
+  logging.captureWarnings(True)
   for handler in logging.getLogger().handlers:
     if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
       handler.addFilter(_QuietLibraries())
@@ -50,7 +99,25 @@ def setup_logging() -> None:
   quiet_library_logs()
 
 
-def fail(error: BaseException) -> int:
-  """Prints `error: <message>` on stderr; returns the exit status 2."""
-  print(f'error: {error}', file=sys.stderr)
-  return 2
+def describe(error: BaseException) -> str:
+  """The message of an expected failure; an OSError names its path first ('PATH: Permission denied')."""
+  if isinstance(error, OSError) and error.filename is not None:
+    paths = f'{error.filename}' + (f' -> {error.filename2}' if error.filename2 is not None else '')
+    return f'{paths}: {error.strerror or type(error).__name__}'
+  return str(error) or type(error).__name__
+
+
+def fail(error: BaseException, status: int = 2) -> int:
+  """Prints `error: <message>` on stderr; returns the exit status (2: an input the user can fix)."""
+  print(f'error: {describe(error)}', file=sys.stderr)
+  return status
+
+
+def check_output(path: str, directory: bool = False, what: str = '--output') -> None:
+  """Raises PathError naming `path` when an output file (or `directory`) cannot be written there, so that a bad
+  --output is reported before the long work starts (`vivit_jax.paths`, which the trainer uses for its workdir)."""
+  path = os.path.expanduser(path)
+  if directory:
+    paths.check_output_dir(path, what)
+  else:
+    paths.check_output_file(path, what)

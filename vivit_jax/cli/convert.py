@@ -32,6 +32,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args, _ = common.parse(_parser(), argv, overrides=False)
   common.quiet_library_logs()
   try:
+    common.check_output(args.output, directory=True)
     report = convert.convert(args.input, args.output, args.to, args.config)
   except common.EXPECTED_ERRORS as e:
     return common.fail(e)

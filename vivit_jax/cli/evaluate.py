@@ -51,7 +51,7 @@ def _parser():
   parser.add_argument('--aggregation', default='logits', choices=evaluators.AGGREGATIONS,
                       help='average logits (the paper) or probabilities over views')
   parser.add_argument('--output', default=None, help='results JSON (default: eval_<split>.json)')
-  parser.add_argument('--batch_size', type=int, default=None, help='videos per global batch')
+  parser.add_argument('--batch_size', type=common.positive_int, default=None, help='videos per global batch')
   parser.add_argument('--label_map', default=None, help="JSON {'names': [...]}; default: the checkpoint's")
   return parser
 
@@ -59,17 +59,19 @@ def _parser():
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args, overrides = common.parse(_parser(), argv)
   common.setup_logging()
+  output = args.output or f'eval_{args.split}.json'
   try:
     views = parse_views(args.views) if args.views else None
+    common.check_output(output)  # Before the passes, not after them.
     summary, passes, restored = evaluators.evaluate_checkpoint(
         args.checkpoint, args.config, overrides, args.split, views, args.aggregation, args.batch_size,
         args.label_map)
+    summary['config'] = args.config or f'{args.checkpoint} (saved config)'
+    if jax.process_index() == 0:
+      outputs.write_outputs(summary, passes, restored.task, output, restored.label_names)
   except common.EXPECTED_ERRORS as e:
     return common.fail(e)
-  summary['config'] = args.config or f'{args.checkpoint} (saved config)'
   if jax.process_index() == 0:
-    output = args.output or f'eval_{args.split}.json'
-    outputs.write_outputs(summary, passes, restored.task, output, restored.label_names)
     print(outputs.format_table(summary))
     print(f'Results in {output}')
   return 0

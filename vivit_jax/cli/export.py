@@ -20,7 +20,8 @@ config or label map cannot be used.
 
 
 def _batch_size(text: str):
-  return None if text == 'polymorphic' else int(text)
+  """argparse type: 'polymorphic' (None) or a positive integer."""
+  return None if text == 'polymorphic' else common.positive_int(text)
 
 
 def _parser():
@@ -40,15 +41,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args, overrides = common.parse(_parser(), argv)
   common.quiet_library_logs()
   try:
+    common.check_output(args.output, directory=True)
     predictor = predict.load_for_inference(args.checkpoint, args.config, overrides, args.label_map)
   except common.EXPECTED_ERRORS + (predict.InferenceError,) as e:
     return common.fail(e)
   try:
     export.export_saved_model(predictor, args.output, args.batch_size, args.platforms.split(','))
     difference = export.verify_saved_model(args.output, predictor, batch_size=args.batch_size or 2)
+  except common.EXPECTED_ERRORS as e:
+    return common.fail(e)
   except export.ExportError as e:
-    common.fail(e)
-    return 1
+    return common.fail(e, status=1)
   batch = args.batch_size or 'B'
   print(f'Wrote {args.output}: clips uint8 [{batch}, {", ".join(map(str, predictor.clip_shape))}] -> '
         f'probabilities [{batch}, {len(predictor.label_names)}]')

@@ -21,9 +21,9 @@ similarity of the two gradients. On CPU the bfloat16 run uses XLA attention too;
 
 def _parser():
   parser = common.parser('vivit-gpu-check', USAGE)
-  parser.add_argument('--frames', type=int, default=8)
-  parser.add_argument('--crop', type=int, default=64)
-  parser.add_argument('--layers', type=int, default=4)
+  parser.add_argument('--frames', type=common.positive_int, default=8, help='frames per clip (a multiple of 2)')
+  parser.add_argument('--crop', type=common.positive_int, default=64, help='crop side (a multiple of 16)')
+  parser.add_argument('--layers', type=common.positive_int, default=4, help='layers per encoder')
   parser.add_argument('--variants', default=','.join(gpu_check.VARIANTS), help='comma-separated '
                       'attention_config.type')
   parser.add_argument('--json', action='store_true')
@@ -31,7 +31,14 @@ def _parser():
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  args, _ = common.parse(_parser(), argv, overrides=False)
+  parser = _parser()
+  args, _ = common.parse(parser, argv, overrides=False)
+  unknown = [v for v in args.variants.split(',') if v not in gpu_check.VARIANTS]
+  if unknown:
+    parser.error(f'--variants: unknown {unknown}; expected names from {list(gpu_check.VARIANTS)}')
+  if args.frames % 2 or args.crop % 16:  # ViViT-B/16x2: 16x16 patches, 2-frame tubelets.
+    parser.error(f'--frames={args.frames} --crop={args.crop}: expected an even number of frames and a crop '
+                 'that is a multiple of 16 (ViViT-B/16x2 tubelets)')
   if not args.json:
     print(f'device: {jax.devices()[0].device_kind}; ViViT-B/16x2, {args.layers} layers, on '
           f'{args.frames}x{args.crop}x{args.crop} clips', flush=True)

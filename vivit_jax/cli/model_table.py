@@ -29,6 +29,14 @@ def _parser():
   return parser
 
 
+def _resolve(spec: str) -> str:
+  """`spec` from the working directory, else from the repository; as given when neither holds the file."""
+  file = spec.partition(':')[0]
+  if not os.path.exists(file) and os.path.exists(os.path.join(REPOSITORY, file)):
+    return os.path.join(REPOSITORY, spec)
+  return spec
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = _parser()
   args, _ = common.parse(parser, argv, overrides=False)
@@ -38,8 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   rows = []
   try:
     for spec in configs:
-      path = spec if os.path.exists(spec.partition(':')[0]) else os.path.join(REPOSITORY, spec)
-      rows.append(complexity.summarize(load_config(path), name=spec))
+      rows.append(complexity.summarize(load_config(_resolve(spec)), name=spec))
   except common.EXPECTED_ERRORS as e:
     return common.fail(e)
   print(json.dumps(rows, indent=2) if args.json else complexity.format_table(rows, paper=args.paper))

@@ -6,8 +6,9 @@ Whatever a config file returns, our own files or Scenic's published ones, is mer
 - a key that the defaults do not declare is an error naming the closest valid key, except Scenic's known stray
   keys, which give a `ConfigWarning` and are dropped;
 - a value of the wrong type is an error saying which type was expected;
-- impossible combinations (a token classifier with Models 3 and 4, patches that do not divide the crop, ...)
-  are errors saying what was expected. All problems are reported together;
+- a number that cannot work (a zero batch size or interval, a negative learning rate, a warmup longer than the
+  run: `numbers.py`) and impossible combinations (a token classifier with Models 3 and 4, patches that do not
+  divide the crop, ...) are errors saying what was expected. All problems are reported together;
 - a Scenic key that vivit_jax accepts but does not read (`defaults.IGNORED_SCENIC_KEYS`) gives a
   `ConfigWarning` when it is set to a value vivit_jax does not honour.
 
@@ -15,6 +16,7 @@ The result is a locked ConfigDict holding every key.
 """
 
 import difflib
+import math
 import warnings
 from typing import Any, Iterable, List, Union
 
@@ -22,6 +24,7 @@ import ml_collections
 
 from vivit_jax import tasks
 from vivit_jax.config import defaults as default_config
+from vivit_jax.config import numbers
 
 ConfigDict = ml_collections.ConfigDict
 
@@ -64,6 +67,7 @@ CHOICES = {
     'init_from.checkpoint_format': ('scenic', 'big_vision', 'vit_npz', 'huggingface', 'vivit_jax', 'auto'),
     'init_from.positional_embed_size_change': ('tile', 'resize', 'resize_tile'),
     'dataset_configs.short_video_mode': ('wrap', 'pad'),
+    'dataset_configs.synthetic_background': ('texture', 'plain'),
 }
 LR_FACTORS = ('constant', 'linear_warmup', 'cosine_decay', 'rsqrt_decay', 'linear_decay',
               'piecewise_constant')
@@ -84,6 +88,15 @@ def validate_config(user: Union[ConfigDict, dict], source: str = '<config>') -> 
   _warn_ignored(config, source)
   config.lock()
   return config
+
+
+def check_schedule(config: ConfigDict, total_steps: int, source: str = '<config>') -> None:
+  """Raises ConfigError when the learning-rate schedule cannot work for a run of `total_steps`: for the trainer,
+  which knows the length only once the training split is counted (epochs without `examples_per_subset.train`)."""
+  how = f"{config.num_training_epochs} 'num_training_epochs' of the training videos counted in the data"
+  problems = numbers.schedule_problems(config, total_steps, how if config.num_training_steps is None else '')
+  if problems:
+    raise ConfigError(_format(source, problems))
 
 
 def _warn_ignored(config: ConfigDict, source: str) -> None:
@@ -146,7 +159,10 @@ def _check_leaf(path: str, value: Any, expected: type, default: Any, problems: L
       return tuple(value)
   elif expected is float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-      return float(value)
+      if math.isfinite(value):
+        return float(value)
+      problems.append(f"'{path}' is {value!r}; expected a finite number")
+      return default
   elif expected is int:
     if isinstance(value, int) and not isinstance(value, bool):
       return value
@@ -201,8 +217,12 @@ def get_path(config: ConfigDict, path: str) -> Any:
 def _fill_derived(config: ConfigDict) -> None:
   """Fills keys whose default depends on other keys."""
   d = config.dataset_configs
-  if d.num_classes is None and d.class_splits:
+  if d.num_classes is None and d.class_splits and _all_ints(d.class_splits):
     d.num_classes = int(sum(d.class_splits))
+
+
+def _all_ints(values: Iterable[Any]) -> bool:
+  return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
 def _choice_problems(config: ConfigDict) -> Iterable[str]:
@@ -270,7 +290,7 @@ def _label_problems(config: ConfigDict) -> Iterable[str]:
   if d.num_classes is not None and d.num_classes < 1:
     yield f"'dataset_configs.num_classes' is {d.num_classes}; expected a positive integer"
   yield from tasks.config_problems(config)
-  if d.class_splits:
+  if d.class_splits and _all_ints(d.class_splits):  # Other values: numbers.py.
     if d.num_classes is not None and sum(d.class_splits) != d.num_classes:
       yield (f"'dataset_configs.class_splits' {list(d.class_splits)} sums to {sum(d.class_splits)}, "
              f"but 'dataset_configs.num_classes' is {d.num_classes}")
@@ -306,5 +326,6 @@ def _training_problems(config: ConfigDict) -> Iterable[str]:
 
 def check_combinations(config: ConfigDict) -> List[str]:
   """Problems with values that are each valid but do not go together."""
-  checks = (_choice_problems, _encoder_problems, _shape_problems, _label_problems, _training_problems)
+  checks = (_choice_problems, _encoder_problems, _shape_problems, _label_problems, _training_problems,
+            numbers.number_problems)
   return [problem for check in checks for problem in check(config)]

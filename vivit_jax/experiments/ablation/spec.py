@@ -9,7 +9,7 @@ import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vivit_jax.config import ConfigError, import_config_file
+from vivit_jax.config import ConfigError, call_config, import_config_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +42,7 @@ def load_ablation(spec: str) -> Ablation:
   module = import_config_file(path)
   if hasattr(module, 'get_sweep'):
     takes_arg = bool(inspect.signature(module.get_sweep).parameters)
-    raw = module.get_sweep(arg or None) if takes_arg else module.get_sweep()
+    raw = call_config(path, module.get_sweep, *([arg or None] if takes_arg else []))
   elif hasattr(module, 'SWEEP'):
     raw = module.SWEEP
   else:
