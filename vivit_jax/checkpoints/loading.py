@@ -14,26 +14,48 @@ Formats (`FORMATS`) and how `detect_format` recognises them, in this order:
 
 No reader unpickles: `.npz` arrays are read with `allow_pickle=False`, msgpack with Flax's array codec, Orbax
 through TensorStore, Hugging Face through safetensors.
+
+Whatever the format, the params pass one check (`formats.check_weights`): at least one array, floating point,
+finite. A workdir or checkpoints directory means its newest readable step: a newer step that cannot be read is
+skipped with the trainer's warning (`manager.warn_unreadable`); a step named explicitly never falls back.
 """
 
+import dataclasses
 import os
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from vivit_jax.checkpoints.formats import as_numpy_tree
+from vivit_jax.checkpoints.formats import as_numpy_tree, check_weights
 from vivit_jax.checkpoints.formats import scenic
 from vivit_jax.checkpoints.formats import vit_npz
-from vivit_jax.checkpoints.manager import CheckpointError, CheckpointManager, describe_mismatch, leaf_shapes
+from vivit_jax.checkpoints.manager import (CheckpointError, CheckpointManager, describe_mismatch, leaf_shapes,
+                                           short_error, warn_unreadable)
 
 FORMATS = ('vivit_jax', 'scenic', 'vit_npz', 'big_vision', 'huggingface')
 _STATE, _METADATA, _CHECKPOINTS = 'state', 'metadata', 'checkpoints'
 _LOOKED_FOR = ('an Orbax step directory (state/), a checkpoints directory (<step>/state/) or a workdir '
                '(checkpoints/); a Hugging Face directory (config.json + *.safetensors); a Scenic msgpack '
                'file or a directory of checkpoint_<step> msgpack files; an .npz file')
+_T = TypeVar('_T')
+
+
+class UnreadableFile(Exception):
+  """A step's file that cannot be read, with the file named (a step that raises it is skipped like any other
+  unreadable step)."""
+
+
+@dataclasses.dataclass
+class Loaded:
+  """What `load_checkpoint` read: the params and, from the same step or directory, what describes them."""
+  source: str  # The step directory or file the params came from (a Hugging Face directory, or its one weights file).
+  format: str
+  params: dict[str, Any]
+  metadata: dict[str, Any] | None = None  # A vivit_jax step's JSON metadata (None: other formats, or saved without).
+  hf_info: dict[str, Any] | None = None  # A Hugging Face directory's `read_info`.
 
 
 # ---------------------------------------------------------------------------------------------- vivit_jax
@@ -57,26 +79,47 @@ def _is_vivit_jax(path: str) -> bool:
           (os.path.isdir(checkpoints_dir) and not scenic.is_scenic_dir(checkpoints_dir)))
 
 
-def _step_dir(path: str) -> str:
-  """The step directory that `path` (step, checkpoints directory or workdir) means: itself or the newest step."""
+def _checkpoints_dir(path: str) -> str:
+  return os.path.join(path, _CHECKPOINTS) if os.path.isdir(os.path.join(path, _CHECKPOINTS)) else path
+
+
+def _newest_readable(path: str, read: Callable[[str], _T]) -> tuple[str, _T]:
+  """(step directory, `read(step directory)`) of the step that `path` means: itself when it is a step, else the
+  newest step of the workdir or checkpoints directory that `read` can read.
+
+  Any error but a `CheckpointError` (a readable step whose content is wrong) makes a step unreadable: a step
+  named explicitly raises, a newer step is skipped with the trainer's warning.
+  """
   if _is_step_dir(path):
-    return path
-  checkpoints_dir = os.path.join(path, _CHECKPOINTS) if os.path.isdir(os.path.join(path, _CHECKPOINTS)) else path
-  steps = _steps(checkpoints_dir)
+    try:
+      return path, read(path)
+    except CheckpointError:
+      raise
+    except Exception as e:  # noqa: BLE001
+      raise CheckpointError(f'Cannot read checkpoint {path}: {short_error(e)}') from e
+  steps = _steps(_checkpoints_dir(path))
   if not steps:
     raise CheckpointError(f'No vivit_jax checkpoint in {path}: no step directories <step>/{_STATE}/ in '
-                          f'{checkpoints_dir}')
-  return steps[max(steps)]
+                          f'{_checkpoints_dir(path)}')
+  failures = []
+  for step in sorted(steps, reverse=True):
+    try:
+      return steps[step], read(steps[step])
+    except CheckpointError:
+      raise
+    except Exception as e:  # noqa: BLE001
+      failures.append(warn_unreadable(steps[step], e, stacklevel=4))
+  raise CheckpointError('No checkpoint in {} can be read:\n{}'.format(_checkpoints_dir(path), '\n'.join(failures)))
 
 
-def _load_vivit_jax(path: str) -> dict[str, Any]:
+def _read_params(step_dir: str) -> dict[str, Any]:
   """The `params` of a step's `state` item, restored from the stored shapes straight into numpy arrays."""
-  state_dir = epath.Path(os.path.abspath(_step_dir(path))) / _STATE
+  state_dir = epath.Path(os.path.abspath(step_dir)) / _STATE
   handler = ocp.PyTreeCheckpointHandler()
   try:
     tree = handler.metadata(state_dir).tree
   except Exception as e:
-    raise CheckpointError(f'Cannot read the tree metadata of {state_dir}: {type(e).__name__}: {e}') from e
+    raise UnreadableFile(f'the tree metadata in {state_dir} is unreadable: {type(e).__name__}: {e}') from e
   finally:
     handler.close()
   if not isinstance(tree, dict) or not isinstance(tree.get('params'), dict):
@@ -84,13 +127,30 @@ def _load_vivit_jax(path: str) -> dict[str, Any]:
     raise CheckpointError(f'{state_dir}: expected a train state with a params dict; found {keys}')
   abstract = {'params': jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree['params'])}
   restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), abstract)
-  try:
-    with ocp.PyTreeCheckpointer() as checkpointer:
-      restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
-          abstract, restore_args=restore_args, partial_restore=True))
-  except Exception as e:
-    raise CheckpointError(f'Cannot read the params of {state_dir}: {type(e).__name__}: {e}') from e
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
+        abstract, restore_args=restore_args, partial_restore=True))
   return as_numpy_tree(restored['params'], str(state_dir))
+
+
+def _read_metadata(step_dir: str) -> dict[str, Any] | None:
+  """A step's JSON metadata; None when it was saved without."""
+  metadata_dir = epath.Path(os.path.abspath(step_dir)) / _METADATA
+  if not metadata_dir.is_dir():
+    return None
+  try:
+    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
+      metadata = checkpointer.restore(metadata_dir)
+  except Exception as e:
+    raise UnreadableFile(f'the metadata JSON in {metadata_dir} is unreadable: {type(e).__name__}: {e}') from e
+  if not isinstance(metadata, dict):
+    raise CheckpointError(f'{metadata_dir}: expected a JSON object of metadata, found {type(metadata).__name__}')
+  return dict(metadata)
+
+
+def _load_vivit_jax(path: str) -> Loaded:
+  step_dir, (params, metadata) = _newest_readable(path, lambda d: (_read_params(d), _read_metadata(d)))
+  return Loaded(source=os.path.join(step_dir, _STATE), format='vivit_jax', params=params, metadata=metadata)
 
 
 def save_vivit_jax(workdir: str, params: dict[str, Any], metadata: dict[str, Any], step: int = 0) -> None:
@@ -123,11 +183,12 @@ def _huggingface_dir(path: str) -> str | None:
   return directory if 'config.json' in names and has_weights else None
 
 
-def _load_huggingface(path: str) -> dict[str, Any]:
-  from vivit_jax.checkpoints.formats.huggingface import load_huggingface  # pylint: disable=g-import-not-at-top
+def _load_huggingface(path: str) -> Loaded:
+  from vivit_jax.checkpoints.formats import huggingface  # pylint: disable=g-import-not-at-top
   directory = _huggingface_dir(path) or path
-  params, _ = load_huggingface(directory)
-  return as_numpy_tree(params, directory)
+  params, info = huggingface.load_huggingface(directory)
+  return Loaded(source=huggingface.weights_source(directory), format='huggingface',
+                params=as_numpy_tree(params, directory), hf_info=info)
 
 
 # ---------------------------------------------------------------------------------------------- public API
@@ -162,20 +223,16 @@ def detect_format(path: str) -> str:
                         f'arrays nor a Flax msgpack file; looked for {_LOOKED_FOR}')
 
 
-def load_params(path: str, format: str = 'auto') -> dict[str, Any]:  # pylint: disable=redefined-builtin
-  """The params of a checkpoint as a nested dict of `np.ndarray` in Scenic naming (dtypes as stored).
+def load_checkpoint(path: str, format: str = 'auto') -> Loaded:  # pylint: disable=redefined-builtin
+  """The params of a checkpoint (see `load_params`) with what describes them, read from the same step.
 
   Args:
     path: a checkpoint file or directory (see `detect_format`).
     format: one of `FORMATS`, or 'auto' to detect it.
 
-  Returns:
-    The ViViT params tree (or, for image ViT sources, the ViT tree with its module names as stored: pre-Linen
-    `LayerNorm_0, MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3` and `head` in original ViT files;
-    `vit_npz.convert_pre_linen` renames them). For vivit_jax checkpoints, `params` (not the EMA).
-
   Raises:
-    CheckpointError: the checkpoint is missing, unreadable, or holds no params.
+    CheckpointError: the checkpoint is missing or unreadable (a workdir's steps all unreadable), or its params
+      fail `check_weights` (empty, integer or boolean, NaN or inf: naming the parameters and the file).
     ValueError: an unknown `format`.
   """
   path = os.fspath(path)
@@ -186,30 +243,49 @@ def load_params(path: str, format: str = 'auto') -> dict[str, Any]:  # pylint: d
   if not os.path.exists(path):
     raise CheckpointError(f'No checkpoint at {path}: no such file or directory')
   if format == 'vivit_jax':
-    return _load_vivit_jax(path)
-  if format == 'scenic':
-    return scenic.load_scenic(path)
-  if format in ('vit_npz', 'big_vision'):
+    loaded = _load_vivit_jax(path)
+  elif format == 'scenic':
+    file = scenic.checkpoint_file(path)
+    loaded = Loaded(source=file, format=format, params=scenic.load_scenic(file))
+  elif format in ('vit_npz', 'big_vision'):
     if not vit_npz.is_npz_file(path):
       raise CheckpointError(f'{path} is not an .npz archive of arrays (format {format!r})')
-    return vit_npz.load_vit_npz(path)
-  return _load_huggingface(path)
+    loaded = Loaded(source=path, format=format, params=vit_npz.load_vit_npz(path))
+  else:
+    loaded = _load_huggingface(path)
+  check_weights(loaded.params, loaded.source)
+  return loaded
+
+
+def load_params(path: str, format: str = 'auto') -> dict[str, Any]:  # pylint: disable=redefined-builtin
+  """The params of a checkpoint as a nested dict of `np.ndarray` in Scenic naming (dtypes as stored).
+
+  Args:
+    path: a checkpoint file or directory (see `detect_format`); a workdir or checkpoints directory means its
+      newest readable step (newer unreadable steps are skipped with a warning).
+    format: one of `FORMATS`, or 'auto' to detect it.
+
+  Returns:
+    The ViViT params tree (or, for image ViT sources, the ViT tree with its module names as stored: pre-Linen
+    `LayerNorm_0, MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3` and `head` in original ViT files;
+    `vit_npz.convert_pre_linen` renames them). For vivit_jax checkpoints, `params` (not the EMA).
+
+  Raises:
+    CheckpointError: the checkpoint is missing, unreadable, or holds no params, or params that are not
+      floating point or not finite.
+    ValueError: an unknown `format`.
+  """
+  return load_checkpoint(path, format).params
 
 
 def load_metadata(path: str) -> dict[str, Any] | None:
   """The JSON metadata (config, preprocessing, data, ...) of a vivit_jax checkpoint; None for other formats
-  and for steps saved without metadata."""
+  and for steps saved without metadata. A workdir means its newest step whose metadata is readable;
+  `load_checkpoint` returns the params and metadata of one step."""
   path = os.fspath(path)
   if detect_format(path) != 'vivit_jax':
     return None
-  metadata_dir = epath.Path(os.path.abspath(_step_dir(path))) / _METADATA
-  if not metadata_dir.is_dir():
-    return None
-  try:
-    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as checkpointer:
-      return dict(checkpointer.restore(metadata_dir))
-  except Exception as e:
-    raise CheckpointError(f'Cannot read the metadata in {metadata_dir}: {type(e).__name__}: {e}') from e
+  return _newest_readable(path, _read_metadata)[1]
 
 
 def check_params_fit(params: dict[str, Any], abstract: Any, source: str = '') -> None:

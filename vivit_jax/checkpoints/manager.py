@@ -80,10 +80,20 @@ def _check_json(metadata: dict[str, Any]) -> None:
                     f'bool, None): {e}') from e
 
 
-def _short(error: Exception, limit: int = 600) -> str:
+def short_error(error: BaseException, limit: int = 600) -> str:
   """The error's type and message, cut at `limit` characters (TensorStore errors embed long JSON specs)."""
   text = f'{type(error).__name__}: {error}'
   return text if len(text) <= limit else text[:limit] + ' ...'
+
+
+def warn_unreadable(path: str, error: Exception, stacklevel: int = 2) -> str:
+  """Warns that checkpoint `path` cannot be read and the next older step is tried (the one warning every
+  fallback past an unreadable step gives: the trainer's resume, evaluation and prediction); returns the line
+  for the error raised when no step is readable. `stacklevel` counts from the caller of this function."""
+  text = short_error(error)
+  warnings.warn(f'Cannot read checkpoint {path} ({text}); trying the next older one.', RuntimeWarning,
+                stacklevel=stacklevel + 1)
+  return f'  {path}: {text}'
 
 
 def _handler_registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
@@ -224,7 +234,7 @@ class CheckpointManager:
       except CheckpointError:
         raise
       except Exception as e:
-        raise CheckpointError(f'Cannot read checkpoint {self.step_directory(step)}: {_short(e)}') from e
+        raise CheckpointError(f'Cannot read checkpoint {self.step_directory(step)}: {short_error(e)}') from e
     if not steps:
       return None
     return self._restore_newest_readable(steps, abstract_state)
@@ -239,10 +249,7 @@ class CheckpointManager:
       except CheckpointError:
         raise
       except Exception as e:  # noqa: BLE001
-        path, error = self.step_directory(step), _short(e)
-        warnings.warn(f'Cannot read checkpoint {path} ({error}); trying the next older one.', RuntimeWarning,
-                      stacklevel=3)
-        failures.append(f'  {path}: {error}')
+        failures.append(warn_unreadable(self.step_directory(step), e, stacklevel=3))
         unreadable.add(step)
       else:
         self._unreadable = unreadable
@@ -273,7 +280,7 @@ class CheckpointManager:
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(**{_METADATA: ocp.args.JsonRestore()}))
     except Exception as e:
-      raise CheckpointError(f'Cannot read the metadata of {self.step_directory(step)}: {_short(e)}') from e
+      raise CheckpointError(f'Cannot read the metadata of {self.step_directory(step)}: {short_error(e)}') from e
     return dict(restored[_METADATA])
 
   def wait_until_finished(self) -> None:

@@ -28,8 +28,7 @@ from jax.sharding import Mesh
 
 from vivit_jax import sharding as sharding_lib
 from vivit_jax import tasks
-from vivit_jax.checkpoints.formats import huggingface
-from vivit_jax.checkpoints.loading import check_params_fit, detect_format, load_metadata, load_params
+from vivit_jax.checkpoints.loading import check_params_fit, detect_format, load_checkpoint
 from vivit_jax.checkpoints.manager import CheckpointError
 from vivit_jax.config import apply_overrides, load_config, validate_config
 from vivit_jax.config.overrides import overridden_keys, set_path
@@ -81,18 +80,20 @@ def restore_for_use(path: str, config: ConfigSpec = None, overrides: Sequence[st
     mesh: where the params go; None: `config.mesh` over `devices` (default: all devices).
     devices: the devices of the default mesh.
 
+  A workdir means its newest readable step: a newer step that cannot be read is skipped with the warning the
+  trainer gives (`manager.warn_unreadable`), and the params, config and spec all come from the step read.
+
   Raises:
     CheckpointError, ConfigError, DataError: naming the file, key or parameter path that is wrong.
   """
   path = os.fspath(path)
   checkpoint_format = detect_format(path)
-  metadata = load_metadata(path) if checkpoint_format == 'vivit_jax' else None
-  hf_info = huggingface.read_info(path) if checkpoint_format == 'huggingface' else None
+  loaded = load_checkpoint(path, checkpoint_format)
+  metadata, hf_info = loaded.metadata, loaded.hf_info
   config = _config(path, config, overrides, metadata, hf_info)
   model = create_model(config)
   mesh = mesh if mesh is not None else sharding_lib.create_mesh(config.mesh, devices)
-  params = place_params(load_params(path, checkpoint_format), abstract_params(model, input_shape(config)), mesh,
-                        source=path)
+  params = place_params(loaded.params, abstract_params(model, input_shape(config)), mesh, source=loaded.source)
   saved = dict((metadata or {}).get('preprocessing') or {})
   names = _label_names(path, config, label_map, metadata, hf_info)
   spec = _spec(config, saved, overrides, path, names)

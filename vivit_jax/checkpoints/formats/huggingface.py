@@ -33,6 +33,10 @@ Preprocessing: `VivitImageProcessor` rescales by 1/127.5 with offset (to [-1, 1]
 std 0.5: the model sees (x - 191.25) / 63.75 of 0..255 pixels, the range [-3, 1], not Scenic's [-1, 1].
 `load_huggingface` reports it as `mean_rgb` / `std_rgb` on the 0..255 scale (from the directory's preprocessor
 config when it has one); `save_huggingface` writes a preprocessor config reproducing our config's normalisation.
+
+Untrusted input: the files are read by `huggingface_files` (malformed JSON or safetensors headers and shard paths
+leaving the directory are errors naming the file); config.json is bounds-checked (`check_hf_config`) before
+anything is built from it, and the number of layers is the one the tensors hold (`layer_count`).
 """
 
 import json
@@ -40,19 +44,18 @@ import os
 import re
 from typing import Any, Optional
 
-import ml_dtypes
 import numpy as np
 import safetensors.numpy
 from flax import traverse_util
 
 from vivit_jax.checkpoints.formats.huggingface_config import (  # noqa: F401  (re-exported)
-    ARCHITECTURES, FLAX_LAYER_NORM_EPS, TANH_GELUS, _architecture, _check_numerics, hf_config_from,
-    label_names_from_hf, overrides_from_hf, preprocessing_from_hf, processor_config_from)
+    ARCHITECTURES, FLAX_LAYER_NORM_EPS, TANH_GELUS, _architecture, _check_numerics, check_hf_config,
+    check_processor_config, hf_config_from, label_names_from_hf, overrides_from_hf, preprocessing_from_hf,
+    processor_config_from)
+from vivit_jax.checkpoints.formats.huggingface_files import (  # noqa: F401  (re-exported)
+    CONFIG_FILE, INDEX_FILE, WEIGHTS_FILE, read_json, read_tensors, weights_source)
 from vivit_jax.checkpoints.manager import CheckpointError
 
-CONFIG_FILE = 'config.json'
-WEIGHTS_FILE = 'model.safetensors'
-INDEX_FILE = 'model.safetensors.index.json'
 PROCESSOR_FILES = ('preprocessor_config.json', 'video_preprocessor_config.json')
 
 
@@ -99,6 +102,7 @@ _LEGACY_LAYER = {  # transformers 4.x module inside `encoder.layer.{i}.` -> 5.x 
     'intermediate.dense': 'mlp.fc1', 'output.dense': 'mlp.fc2',
 }
 _LAYER_KEY = re.compile(r'(?:encoder\.layer|layers)\.(\d+)\.(.+)\.(weight|bias)')
+_LAYER_INDEX = re.compile(r'(?:encoder\.layer|layers)\.(\d+)\.')
 _OPTIONAL = ('pre_logits/', 'output_projection/', 'head/')
 
 
@@ -109,40 +113,6 @@ def is_huggingface_dir(path: str) -> bool:
   """True for a directory with config.json and model.safetensors (or a sharded safetensors index)."""
   return (os.path.isdir(path) and os.path.isfile(os.path.join(path, CONFIG_FILE)) and
           any(os.path.isfile(os.path.join(path, f)) for f in (WEIGHTS_FILE, INDEX_FILE)))
-
-
-def _read_json(path: str) -> dict:
-  with open(path) as f:
-    return json.load(f)
-
-
-def _read_safetensors_file(file: str) -> dict[str, np.ndarray]:
-  """All tensors of one file as numpy arrays, dtypes as stored (bfloat16, which numpy lacks, via ml_dtypes)."""
-  try:
-    return safetensors.numpy.load_file(file)
-  except TypeError:  # The format: 8-byte header size, JSON header {name: {dtype, shape, data_offsets}}, data.
-    with open(file, 'rb') as f:
-      header = json.loads(f.read(int.from_bytes(f.read(8), 'little')))
-      data = f.read()
-  dtypes = {'F32': np.float32, 'F16': np.float16, 'BF16': ml_dtypes.bfloat16, 'F64': np.float64}
-  unknown = {name: meta['dtype'] for name, meta in header.items()
-             if name != '__metadata__' and meta['dtype'] not in dtypes}
-  if unknown:
-    raise CheckpointError(f'{file}: tensors with dtypes other than floating point: {unknown}')
-  return {name: np.frombuffer(data[slice(*meta['data_offsets'])], dtypes[meta['dtype']]).reshape(meta['shape'])
-          for name, meta in header.items() if name != '__metadata__'}
-
-
-def read_tensors(path: str) -> dict[str, np.ndarray]:
-  """The directory's tensors by transformers name, from model.safetensors or the shards its index lists."""
-  single = os.path.join(path, WEIGHTS_FILE)
-  if os.path.isfile(single):
-    return _read_safetensors_file(single)
-  shards = sorted(set(_read_json(os.path.join(path, INDEX_FILE))['weight_map'].values()))
-  tensors = {}
-  for shard in shards:
-    tensors.update(_read_safetensors_file(os.path.join(path, shard)))
-  return tensors
 
 
 def name_map(num_layers: int, head: str, prefix: str = '') -> dict[str, tuple[str, str]]:
@@ -166,6 +136,31 @@ def _current_name(key: str, model_type: str) -> str:
   return f'layers.{index}.{_LEGACY_LAYER.get(module, module)}.{kind}'
 
 
+def layer_count(tensors: dict[str, np.ndarray], hf_config: dict, model_type: str, source: str) -> int:
+  """The number of encoder layers the tensors hold (never config.json's claim, which only has to agree).
+
+  Raises:
+    CheckpointError: the layer indices are not 0..n-1, or config.json's num_hidden_layers is not n.
+  """
+  found = set()
+  for key in tensors:
+    match = _LAYER_INDEX.match(key.removeprefix(f'{model_type}.'))
+    if match:
+      found.add(int(match.group(1)))
+  indices = sorted(found)
+  if indices != list(range(len(indices))):
+    gaps = sorted(set(range(len(indices))) - found)[:8]
+    raise CheckpointError(f'{source}: the weights hold encoder layers {indices[:8]}{" ..." if len(indices) > 8 else ""}'
+                          f'; expected layers 0..{len(indices) - 1} (missing {gaps})')
+  claimed = hf_config.get('num_hidden_layers', 12)
+  if claimed != len(indices):
+    said = ('has no num_hidden_layers (transformers\' default: 12)' if 'num_hidden_layers' not in hf_config else
+            f'says num_hidden_layers {claimed!r}')
+    raise CheckpointError(f'{os.path.join(source, CONFIG_FILE)} {said}, but the weights hold {len(indices)} '
+                          'encoder layers; expected the two to agree')
+  return len(indices)
+
+
 def hf_to_scenic(tensors: dict[str, np.ndarray], hf_config: dict, source: str = '<tensors>') -> dict:
   """Transformers tensors -> a nested dict in Scenic naming (a ViT's classifier becomes `head`).
 
@@ -173,7 +168,8 @@ def hf_to_scenic(tensors: dict[str, np.ndarray], hf_config: dict, source: str = 
     CheckpointError: naming an unknown parameter, or listing the missing ones.
   """
   _, model_type = _architecture(hf_config, source)
-  heads, num_layers = hf_config.get('num_attention_heads', 12), hf_config.get('num_hidden_layers', 12)
+  heads = hf_config.get('num_attention_heads', 12)
+  num_layers = layer_count(tensors, hf_config, model_type, source)
   names = name_map(num_layers, 'head' if model_type == 'vit' else 'output_projection')
   flat = {}
   for key, value in tensors.items():
@@ -183,7 +179,11 @@ def hf_to_scenic(tensors: dict[str, np.ndarray], hf_config: dict, source: str = 
                             f'{tuple(value.shape)}); expected ViT/ViViT names of transformers 4.x or 5.x with '
                             f'{num_layers} layers')
     scenic, layout = names[name]
-    flat[scenic] = np.ascontiguousarray(_LAYOUTS[layout][0](value, heads))
+    try:
+      flat[scenic] = np.ascontiguousarray(_LAYOUTS[layout][0](value, heads))
+    except (ValueError, IndexError) as e:  # A tensor whose rank or size its layout cannot take.
+      raise CheckpointError(f'{source}: Hugging Face parameter {key!r} has shape {tuple(value.shape)}, which is not '
+                            f'a {layout} tensor of a model with {heads} heads ({e})') from e
   for scenic, layout in names.values():  # qkv_bias=False: zero biases.
     kernel = scenic.replace('/bias', '/kernel')
     if layout == 'qkv_bias' and scenic not in flat and kernel in flat and not hf_config.get('qkv_bias', True):
@@ -197,12 +197,22 @@ def hf_to_scenic(tensors: dict[str, np.ndarray], hf_config: dict, source: str = 
 
 def read_info(path: str) -> dict[str, Any]:
   """Architecture, model type, vivit_jax config overrides, label names and preprocessing of an HF directory."""
-  hf_config = _read_json(os.path.join(path, CONFIG_FILE))
-  architecture, model_type = _architecture(hf_config, path)
-  processor = next((_read_json(os.path.join(path, f)) for f in PROCESSOR_FILES
-                    if os.path.isfile(os.path.join(path, f))), None)
+  config_file = os.path.join(path, CONFIG_FILE)
+  hf_config = read_json(config_file)
+  architecture, model_type = _architecture(hf_config, config_file)
+  check_hf_config(hf_config, config_file)
+  processor_file = next((os.path.join(path, f) for f in PROCESSOR_FILES if os.path.isfile(os.path.join(path, f))),
+                        None)
+  processor = None
+  if processor_file is not None:
+    processor = read_json(processor_file)
+    check_processor_config(processor, processor_file)
+  try:
+    overrides = overrides_from_hf(hf_config, processor)
+  except CheckpointError as e:
+    raise CheckpointError(f'{config_file}: {e}') from e
   return {'architecture': architecture, 'model_type': model_type, 'hf_config': hf_config,
-          'config': overrides_from_hf(hf_config, processor), 'label_names': label_names_from_hf(hf_config),
+          'config': overrides, 'label_names': label_names_from_hf(hf_config),
           'preprocessing': preprocessing_from_hf(hf_config, processor)}
 
 

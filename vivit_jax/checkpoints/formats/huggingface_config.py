@@ -1,6 +1,7 @@
 """Hugging Face config.json and preprocessor configs <-> vivit_jax configs, label names and preprocessing
 specs (the numerics and value-range facts are in huggingface.py's docstring)."""
 
+import math
 import warnings
 from typing import Any, Optional
 
@@ -20,10 +21,148 @@ _PROCESSOR_DEFAULTS = {  # transformers 5.23's VivitImageProcessor and ViTImageP
                 size={'height': 224, 'width': 224}),
 }
 
+# Integer fields of config.json: (lowest, highest) sane value. Beyond these no ViT has been trained, and a model
+# built from them would not fit in memory.
+INT_LIMITS = {'hidden_size': (1, 65536), 'num_hidden_layers': (1, 1024), 'num_attention_heads': (1, 1024),
+              'intermediate_size': (1, 1 << 20), 'num_frames': (1, 4096), 'head_dim': (1, 65536),
+              'num_labels': (1, 1_000_000)}
+MAX_IMAGE_SIZE = 16384
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+  """A finite JSON number (not a boolean)."""
+  return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _int_problems(hf_config: dict) -> list[str]:
+  """The integer fields out of `INT_LIMITS`, and a width that the heads do not divide."""
+  problems = []
+  for key, (low, high) in INT_LIMITS.items():
+    value = hf_config.get(key)
+    optional = value is None and key in ('head_dim', 'num_labels')  # transformers writes these as null.
+    if key in hf_config and not optional and not (_is_int(value) and low <= value <= high):
+      problems.append(f'{key} is {value!r}; expected an integer in [{low}, {high}]')
+  if hf_config.get('num_channels', 3) != 3:
+    problems.append(f"num_channels is {hf_config['num_channels']!r}; expected 3 (vivit_jax models take RGB)")
+  d, heads = hf_config.get('hidden_size', 768), hf_config.get('num_attention_heads', 12)
+  head_dim = hf_config.get('head_dim')
+  if not problems and d % heads:
+    problems.append(f'hidden_size {d} is not divisible by num_attention_heads {heads}')
+  elif not problems and head_dim is not None and head_dim * heads != d:
+    problems.append(f'head_dim {head_dim} x {heads} heads is not hidden_size {d}; vivit_jax needs d = h * dh')
+  return problems
+
+
+def _pair(value: Any, length: int) -> list[int] | None:
+  """`value` as `length` positive ints (a single int repeated), or None when it is not that."""
+  values = [value] * length if _is_int(value) else value
+  if isinstance(values, list) and len(values) == length and all(_is_int(v) and v >= 1 for v in values):
+    return values
+  return None
+
+
+def _size_problems(hf_config: dict) -> list[str]:
+  """image_size, patch_size and tubelet_size: positive ints that fit inside the image and the clip."""
+  image = _pair(hf_config.get('image_size', 224), 2)
+  if image is None or max(image) > MAX_IMAGE_SIZE:
+    return [f"image_size is {hf_config.get('image_size')!r}; expected an integer or [height, width] in "
+            f'[1, {MAX_IMAGE_SIZE}]']
+  problems = []
+  if 'patch_size' in hf_config:
+    patch = _pair(hf_config['patch_size'], 2)
+    if patch is None or patch[0] > image[0] or patch[1] > image[1]:
+      problems.append(f"patch_size is {hf_config['patch_size']!r}; expected positive integers no larger than "
+                      f'image_size {image}')
+  if 'tubelet_size' in hf_config:
+    tubelet, frames = _pair(hf_config['tubelet_size'], 3), hf_config.get('num_frames', 32)
+    tubelet = tubelet if isinstance(hf_config['tubelet_size'], list) else None
+    if tubelet is None or (_is_int(frames) and tubelet[0] > frames) or tubelet[1] > image[0] or tubelet[2] > image[1]:
+      problems.append(f"tubelet_size is {hf_config['tubelet_size']!r}; expected 3 positive integers [frames, "
+                      f'height, width] no larger than num_frames {frames} and image_size {image}')
+  return problems
+
+
+def _other_problems(hf_config: dict) -> list[str]:
+  """Probabilities, epsilon, activation, qkv_bias, and id2label (indices 0..n-1 naming n classes)."""
+  problems = []
+  for key in ('hidden_dropout_prob', 'attention_probs_dropout_prob'):
+    if key in hf_config and not (_is_number(hf_config[key]) and 0 <= hf_config[key] < 1):
+      problems.append(f'{key} is {hf_config[key]!r}; expected a number in [0, 1)')
+  eps = hf_config.get('layer_norm_eps', FLAX_LAYER_NORM_EPS)
+  if not (_is_number(eps) and 0 < eps < 1):
+    problems.append(f'layer_norm_eps is {eps!r}; expected a number in (0, 1)')
+  if not isinstance(hf_config.get('hidden_act', 'gelu_fast'), str):
+    problems.append(f"hidden_act is {hf_config['hidden_act']!r}; expected an activation name")
+  if not isinstance(hf_config.get('qkv_bias', True), bool):
+    problems.append(f"qkv_bias is {hf_config['qkv_bias']!r}; expected true or false")
+  id2label = hf_config.get('id2label')
+  if id2label is None:
+    return problems
+  keys = list(id2label) if isinstance(id2label, dict) else None
+  if keys is None or sorted(keys, key=lambda k: (len(k), k)) != [str(i) for i in range(len(keys))] or \
+      not all(isinstance(v, str) for v in id2label.values()):
+    problems.append(f'id2label is not an object {{"0": name, ..., "n-1": name}} (found {str(id2label)[:80]})')
+  elif _is_int(hf_config.get('num_labels')) and hf_config['num_labels'] != len(keys):
+    problems.append(f"num_labels is {hf_config['num_labels']} but id2label names {len(keys)} classes")
+  return problems
+
+
+def check_hf_config(hf_config: dict, source: str) -> None:
+  """Bounds-checks the config.json values a model is built from (before anything is allocated).
+
+  Raises:
+    CheckpointError: naming `source` and every value out of range: the sizes in `INT_LIMITS` (positive ints,
+      hidden_size divisible by the heads), image / patch / tubelet sizes, probabilities, epsilon, id2label.
+  """
+  problems = _int_problems(hf_config) + _size_problems(hf_config) + _other_problems(hf_config)
+  if problems:
+    raise CheckpointError(f'{source}: ' + '; '.join(problems))
+
+
+def _channels(value: Any) -> list[float] | None:
+  """A per-channel value (a number, or 3 numbers) as 3 floats, or None when it is not one."""
+  values = [value] * 3 if _is_number(value) else value
+  if isinstance(values, list) and len(values) == 3 and all(_is_number(v) for v in values):
+    return [float(v) for v in values]
+  return None
+
+
+def check_processor_config(processor: dict, source: str) -> None:
+  """Checks the preprocessor config values `preprocessing_from_hf` divides by and resizes to.
+
+  Raises:
+    CheckpointError: naming `source` and each bad value (rescale_factor, image_mean, image_std, size, crop_size).
+  """
+  problems = []
+  if 'rescale_factor' in processor and not (_is_number(processor['rescale_factor']) and
+                                            processor['rescale_factor'] > 0):
+    problems.append(f"rescale_factor is {processor['rescale_factor']!r}; expected a positive number")
+  for key, positive in (('image_mean', False), ('image_std', True)):
+    values = _channels(processor.get(key, 0.5))
+    if values is None or (positive and min(values) <= 0):
+      problems.append(f'{key} is {processor.get(key)!r}; expected a {"positive " if positive else ""}number or '
+                      'three of them')
+  for key in ('size', 'crop_size'):
+    value = processor.get(key) or {}
+    if not isinstance(value, dict) or not all(_is_int(v) and 1 <= v <= MAX_IMAGE_SIZE for v in value.values()):
+      problems.append(f'{key} is {value!r}; expected an object of sizes in [1, {MAX_IMAGE_SIZE}]')
+  if problems:
+    raise CheckpointError(f'{source}: ' + '; '.join(problems))
+
+
 def _architecture(hf_config: dict, source: str) -> tuple[str, str]:
   """(architecture, model type) of a supported config, else a CheckpointError saying what is supported."""
   model_type = hf_config.get('model_type')
-  architecture = (hf_config.get('architectures') or [None])[0]
+  architectures = hf_config.get('architectures')
+  architecture = architectures[0] if isinstance(architectures, list) and architectures else None
+  listed = architectures is None or (isinstance(architectures, list) and all(isinstance(a, str) for a in architectures))
+  if not isinstance(model_type, str) or not listed:
+    raise CheckpointError(f'{source}: model_type {model_type!r} and architectures {architectures!r}; expected a '
+                          f'model_type string and a list of architecture names from {sorted(ARCHITECTURES)}')
   if architecture is None and model_type in ('vivit', 'vit'):
     architecture = {'vivit': 'VivitForVideoClassification', 'vit': 'ViTModel'}[model_type]
   if ARCHITECTURES.get(architecture) != model_type:

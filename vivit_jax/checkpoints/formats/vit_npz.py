@@ -89,15 +89,16 @@ def _strip_prefix(flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   return flat
 
 
-def _unstack_scanned_blocks(encoder: dict[str, Any]) -> None:
+def _unstack_scanned_blocks(encoder: dict[str, Any], source: str) -> None:
   """`encoderblock/...` with a leading depth axis -> `encoderblock_{i}/...`, in place."""
   stacked = encoder.pop('encoderblock', None)
   if stacked is None:
     return
   flat = traverse_util.flatten_dict(stacked)
-  depths = {v.shape[0] for v in flat.values()}
-  if len(depths) != 1:
-    raise CheckpointError(f'Scanned Transformer/encoderblock has leaves with different depths {sorted(depths)}')
+  depths = {v.shape[0] if v.ndim else 0 for v in flat.values()}
+  if len(depths) != 1 or 0 in depths:
+    raise CheckpointError(f'{source}: the scanned Transformer/encoderblock leaves have leading (depth) axes '
+                          f'{sorted(depths)}; expected one depth shared by every leaf')
   for i in range(depths.pop()):
     encoder[f'encoderblock_{i}'] = traverse_util.unflatten_dict({k: v[i] for k, v in flat.items()})
 
@@ -129,7 +130,7 @@ def load_vit_npz(path: str) -> dict[str, Any]:
   except Exception as e:  # A key that is both a leaf and a prefix of another key.
     raise CheckpointError(f'{path}: the array names do not form a tree: {e}') from e
   if 'Transformer' in tree or 'pos_embedding' in tree:
-    _unstack_scanned_blocks(tree.setdefault('Transformer', {}))
+    _unstack_scanned_blocks(tree.setdefault('Transformer', {}), path)
     _move_position_embedding(tree)
   return as_numpy_tree(tree, path)
 
