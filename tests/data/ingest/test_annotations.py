@@ -158,3 +158,57 @@ def test_folder_without_videos(tmp_path):
 def test_layouts_registry():
   assert annotations.LAYOUTS == {'kinetics': annotations.kinetics_entries, 'ssv2': annotations.ssv2_entries,
                                  'folder': annotations.folder_entries}
+
+
+def test_folder_keeps_both_files_of_one_name(tmp_path):
+  root = tmp_path / 'videos'
+  mp4 = touch(root / 'train' / 'cat' / 'x.mp4')
+  avi = touch(root / 'train' / 'cat' / 'x.avi')
+  touch(root / 'train' / 'cat' / 'y.mp4')
+  touch(root / 'train' / 'cat' / 'x.mp4.webm')  # Its plain id would be the first file's full id.
+  ids = {e.video_id: e.path for e in annotations.folder_entries(str(root))['train']}
+  cat = os.path.join('train', 'cat')
+  assert sorted(ids) == [os.path.join(cat, name) for name in ('x.avi', 'x.mp4', 'x.mp4.webm', 'y')]
+  assert (ids[os.path.join(cat, 'x.mp4')], ids[os.path.join(cat, 'x.avi')]) == (mp4, avi)
+
+
+def test_folder_csv_listing_a_file_twice_gives_one_entry(tmp_path, caplog):
+  root = tmp_path / 'videos'
+  touch(root / 'clips' / 'one.mp4')
+  write_text(root / 'train.csv', 'path,label\nclips/one.mp4,jump\n./clips/../clips/one.mp4,run\n')
+  with caplog.at_level(logging.WARNING):
+    entries = annotations.folder_entries(str(root))
+  assert [(e.video_id, e.label) for e in entries['train']] == [(os.path.join('clips', 'one'), 'jump')]
+  assert "listed again with label 'run'; keeping label 'jump'" in caplog.text
+
+
+def test_duplicate_files_are_written_once_in_split_order(tmp_path):
+  root = tmp_path / 'videos'
+  first = touch(root / 'a.mp4')
+  os.symlink('a.mp4', root / 'b.mp4')
+  os.link(first, root / 'c.mp4')
+  entries = {'validation': [VideoEntry('validation', 'v', first, 'x')],
+             'train': [VideoEntry('train', 't2', str(root / 'c.mp4'), 'x'),
+                       VideoEntry('train', 't1', str(root / 'b.mp4'), 'x'), VideoEntry('train', 'none', None, 'x')]}
+  duplicates = annotations.duplicate_files(entries)
+  assert sorted(duplicates) == [('train', 't2'), ('validation', 'v')]  # 't1' (train, first id) keeps it.
+  assert duplicates[('validation', 'v')].startswith("same file as video 't1' of split 'train'")
+
+
+def test_malformed_ssv2_files_are_named(tmp_path):
+  write_text(tmp_path / 'labels.json', '["Holding something"]')
+  with pytest.raises(ValueError, match=r'labels\.json: expected \{"class name": "index", \.\.\.\}; found a JSON list'):
+    annotations.ssv2_entries(str(tmp_path))
+  write_text(tmp_path / 'labels.json', '{"Holding something": "zero"}')
+  with pytest.raises(ValueError, match=r'labels\.json: every class index must be an integer'):
+    annotations.ssv2_entries(str(tmp_path))
+  write_text(tmp_path / 'labels.json', '{"Holding something": "0"}')
+  write_text(tmp_path / 'train.json', '[{"label": "no id"}]')
+  with pytest.raises(ValueError, match=r'train\.json: item 0: expected an object with an "id"'):
+    annotations.ssv2_entries(str(tmp_path))
+
+
+def test_csv_row_with_extra_cells_is_read(tmp_path):
+  write_text(tmp_path / 'k.csv', 'label,youtube_id,time_start,time_end,split\nrun,a,0,10,train,extra,cells\n')
+  (entry,) = annotations.kinetics_entries(str(tmp_path))['train']
+  assert (entry.video_id, entry.label) == ('a_000000_000010', 'run')

@@ -120,7 +120,9 @@ def test_kinetics_report_lists_skipped_videos(kinetics):
   skipped = {s['video_id']: s for s in report['skipped']}
   assert skipped['fff_000000_000010']['path'].endswith(os.path.join('val', 'fff_000000_000010.mp4'))
   assert skipped['ddd_000000_000010']['split'] == 'train'
-  assert report['splits']['train'] == {'entries': 4, 'written': 3, 'skipped': 1}
+  assert report['splits']['train'] == {'entries': 4, 'written': 3, 'partial': 0, 'skipped': 1}
+  # Every video file once: ggg's, aaa's, bbb's, ccc's and eee's written, fff's (empty) skipped.
+  assert report['files'] == {'found': 6, 'written': 5, 'partial': 0, 'skipped': 1, 'other_files': 3}
 
 
 def test_prepare_again_reuses_the_dataset(kinetics):
@@ -244,3 +246,5 @@ def test_registered_names_and_configs(tmp_path):
   assert native.builder_config.name == 'fpsnative_short256' and native.builder_config.fps is None
   with pytest.raises(ValueError, match='short_side=-1'):
     builders.get_builder('video_folder', str(tmp_path), short_side=-1)
+  with pytest.raises(ValueError, match='fps=nan'):
+    builders.get_builder('video_folder', str(tmp_path), fps=float('nan'))

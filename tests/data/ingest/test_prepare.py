@@ -127,7 +127,10 @@ def test_report_lists_every_skipped_video_with_its_reason(prepared, kinetics):
   assert reasons['missing'] == 'no video file found for this annotation'
   skipped_paths = {s['video_id'].split('_')[0]: s['path'] for s in train['skipped']}
   assert skipped_paths['missing'] is None and skipped_paths['zero'].startswith(kinetics)
-  assert report['totals'] == {'annotated': 10, 'written': 5, 'num_skipped': 5}
+  assert report['totals'] == {'annotated': 10, 'written': 5, 'num_partial': 0, 'num_skipped': 5}
+  # Every video file once: 5 written, the empty, truncated, garbage and corrupt ones skipped; 2 CSVs besides.
+  assert report['files'] == {'found': 9, 'written': 5, 'partial': 0, 'skipped': 4, 'other_files': 2}
+  assert report['unused_files'] == []
 
 
 def test_parallel_workers_write_identical_shards(prepared, kinetics, tmp_path, capsys):
@@ -221,9 +224,11 @@ def test_tfds_format_calls_the_builders(monkeypatch, tmp_path):
   from vivit_jax.data.ingest import builders  # pylint: disable=g-import-not-at-top
   calls = []
   monkeypatch.setattr(builders, 'prepare_tfds', lambda **kwargs: calls.append(kwargs) or {'ok': True})
-  assert prepare.prepare('ssv2', 'in', 'out', 'tfds', fps=4, short_side=128, splits=['train']) == {'ok': True}
-  assert calls == [dict(layout='ssv2', input_dir='in', output_dir='out', fps=4, short_side=128,
-                        splits=['train'])]
+  source, output = str(tmp_path), str(tmp_path / 'out')
+  assert prepare.prepare('ssv2', source, output, 'tfds', fps=4, short_side=128, splits=['train'], workers=3) == {
+      'ok': True}
+  assert calls == [dict(layout='ssv2', input_dir=source, output_dir=output, fps=4, short_side=128,
+                        splits=['train'], workers=3)]
 
 
 def test_ordered_map_survives_a_crashing_worker():

@@ -1,5 +1,6 @@
 """video_io: real H.264, VP9 and MPEG-4 files written with PyAV, decoded back; the ways a file can be bad."""
 
+import math
 import os
 import shutil
 
@@ -49,6 +50,33 @@ def corrupt_payload(path: str) -> str:
   return path
 
 
+TAGGED_CODECS = {'.mp4': 'libx264', '.mkv': 'libx264', '.webm': 'libvpx-vp9', '.mov': 'libx264'}
+
+
+def write_tagged(path: str, frames: np.ndarray, rotation: int = 0, hflip: bool = False, tags=None,
+                 options=None, fps: int = 10) -> str:
+  """Like video_io.write_video, with a display rotation (degrees counterclockwise), stream tags and muxer
+  options (e.g. {'movflags': 'faststart'})."""
+  codec = TAGGED_CODECS[path[path.rindex('.'):]]
+  with av.open(path, 'w', options=options or {}) as container:
+    stream = container.add_stream(codec, rate=fps)
+    stream.height, stream.width = frames.shape[1:3]
+    stream.pix_fmt = 'yuv420p'
+    stream.codec_context.gop_size = fps
+    if rotation or hflip:
+      stream.set_display_rotation(rotation, hflip=hflip)
+    stream.metadata.update(tags or {})
+    for array in frames:
+      container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format='rgb24')))
+    container.mux(stream.encode())
+  return path
+
+
+def noise(num_frames: int, height: int = 32, width: int = 48) -> np.ndarray:
+  """Random frames: they compress badly, so that the frame data, not the index, fills the file."""
+  return np.random.default_rng(0).integers(0, 256, (num_frames, height, width, 3), dtype=np.uint8)
+
+
 @pytest.mark.parametrize('extension,codec', [('.mp4', 'h264'), ('.webm', 'vp9'), ('.avi', 'mpeg4')])
 def test_roundtrip_each_codec(tmp_path, extension, codec):
   frames = moving_square()
@@ -56,8 +84,9 @@ def test_roundtrip_each_codec(tmp_path, extension, codec):
   video_io.write_video(path, frames, fps=10)
   with av.open(path) as container:
     assert container.streams.video[0].codec_context.name == codec
-  decoded = video_io.decode_video(path)
+  decoded, info = video_io.decode_video_info(path)
   assert decoded.shape == (12, 32, 48, 3) and decoded.dtype == np.uint8
+  assert (info.declared_frames, info.decoded_frames, info.partial) == (12, 12, False)  # Whole files are whole.
   assert np.abs(decoded.astype(int) - frames).mean() < 6
   np.testing.assert_allclose(square_x(decoded), square_x(frames), atol=1.0)  # Frame order and motion kept.
 
@@ -162,3 +191,32 @@ def test_resampling_does_not_fill_a_broken_timestamp_gap():
   timed = [(0.0, 'a'), (0.1, 'b'), (1e9, 'c')]  # 'c' a billion seconds later: a damaged timestamp.
   frames = list(video_io._resample(iter(timed), fps=10, rate=10))  # pylint: disable=protected-access
   assert frames == ['a'] + ['b'] * 100 + ['c']  # 'b' held for _MAX_HOLD_SECONDS at most.
+
+
+@pytest.mark.parametrize('fraction', [0.12, 0.5])
+def test_half_downloaded_mp4_with_its_index_in_front_is_partial(tmp_path, fraction):
+  """The MP4 index (moov) at the front declares 100 frames; the cut leaves the first few."""
+  whole = write_tagged(str(tmp_path / 'whole.mp4'), noise(100), options={'movflags': 'faststart'})
+  with open(whole, 'rb') as f:
+    assert f.read().index(b'moov') < 100  # Index first, as web downloads have it.
+  decoded, info = video_io.decode_video_info(truncate(whole, str(tmp_path / 'cut.mp4'), fraction), fps=5)
+  assert info.partial and info.complete and info.declared_frames == 100
+  assert 1 <= info.decoded_frames < 100 * fraction + 2 and len(decoded) == math.ceil(info.decoded_frames / 2)
+  assert info.describe().startswith(f'{info.decoded_frames} of 100 declared frames decoded')
+  _, whole_info = video_io.decode_video_info(whole)
+  assert (whole_info.declared_frames, whole_info.decoded_frames, whole_info.partial) == (100, 100, False)
+
+
+def test_cut_webm_is_partial_by_its_declared_duration(tmp_path):
+  path = str(tmp_path / 'clip.webm')
+  video_io.write_video(path, noise(30), fps=10)  # Matroska declares a duration (3 s), not a frame count.
+  _, info = video_io.decode_video_info(truncate(path, str(tmp_path / 'cut.webm'), 0.6))
+  assert info.partial and info.declared_frames == 30 and info.decoded_frames < 25
+
+
+def test_stopping_at_max_frames_is_not_partial(tmp_path):
+  path = write_tagged(str(tmp_path / 'clip.mp4'), noise(20))
+  frames, info = video_io.decode_video_info(path, max_frames=5)
+  assert len(frames) == 5 and not info.complete and not info.partial
+  assert not video_io.VideoInfo(declared_frames=100, decoded_frames=99, complete=True).partial  # One frame: slack.
+  assert video_io.VideoInfo(declared_frames=None, decoded_frames=9, damage='x', complete=True).partial

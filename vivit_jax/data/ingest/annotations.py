@@ -8,6 +8,15 @@ Three layouts, each a function `input_dir -> {split: [VideoEntry]}`:
 
 Split names are normalised to 'train', 'validation' and 'test'. An annotated video whose file is not found gets
 `path=None`, so that data preparation can list it as skipped rather than lose it silently.
+
+Files are found with `video_files.walk` (each directory read once, symbolic link loops harmless). Where one
+video id could name two files:
+- 'kinetics' and 'ssv2': the id comes from the annotation, so one file is used (by extension preference, see
+  `video_files.VIDEO_EXTENSIONS`); data preparation reports the other as unused, naming the one used.
+- 'folder': both are kept, each under its relative path with the extension (`train/cat/x.mp4`, `train/cat/x.avi`)
+  instead of the usual id without it (`train/cat/x`).
+One file reached by two entries (a symbolic link, or a CSV that lists it twice) is written once: see
+`duplicate_files`.
 """
 
 import csv
@@ -16,9 +25,13 @@ import json
 import logging
 import os
 import re
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v')  # In order of preference.
+from vivit_jax.data.ingest import video_files
+from vivit_jax.data.ingest.video_files import VIDEO_EXTENSIONS
+
+SPLIT_ORDER = ('train', 'validation', 'test')  # Where one file is annotated in two splits, the first keeps it.
+MATCHED_BY_NAME = ('kinetics', 'ssv2')  # Layouts that find a video's file by its name anywhere below.
 _SPLIT_ALIASES = {'train': 'train', 'training': 'train', 'validation': 'validation', 'validate': 'validation',
                   'val': 'validation', 'valid': 'validation', 'test': 'test', 'testing': 'test'}
 
@@ -43,14 +56,8 @@ def normalize_split(name: str) -> Optional[str]:
 
 
 def _walk_files(input_dir: str) -> List[str]:
-  """Every file below input_dir, in a stable order."""
-  if not os.path.isdir(input_dir):
-    raise FileNotFoundError(f'{input_dir}: input directory not found')
-  paths = []
-  for root, dirs, files in os.walk(input_dir, followlinks=True):
-    dirs.sort()
-    paths.extend(os.path.join(root, name) for name in sorted(files))
-  return paths
+  """Every readable file below input_dir, in a stable order (see `video_files.walk`)."""
+  return video_files.walk(input_dir).files
 
 
 def _index_videos(files: Iterable[str]) -> Dict[str, str]:
@@ -86,8 +93,12 @@ def _finish(entries: Dict[str, Dict[str, VideoEntry]], wanted: Optional[set]) ->
 
 
 def _read_csv(path: str) -> List[Dict[str, str]]:
-  with open(path, newline='', encoding='utf-8-sig') as f:
-    return [{(k or '').strip(): (v or '').strip() for k, v in row.items()} for row in csv.DictReader(f)]
+  """The rows as {column: value}, stripped; cells beyond the header's columns are ignored."""
+  try:
+    with open(path, newline='', encoding='utf-8-sig') as f:
+      return [{k.strip(): (v or '').strip() for k, v in row.items() if k is not None} for row in csv.DictReader(f)]
+  except (UnicodeDecodeError, csv.Error) as e:
+    raise ValueError(f'{path}: cannot read it as a UTF-8 CSV: {e}') from e
 
 
 def _split_from_file_name(path: str) -> Optional[str]:
@@ -98,11 +109,12 @@ def _split_from_file_name(path: str) -> Optional[str]:
 
 
 def _csv_header(path: str) -> List[str]:
-  """The column names of a CSV; none for a file that is not UTF-8 text."""
+  """The column names of a CSV (its first line); none when that line is not UTF-8 text or cannot be read."""
   try:
-    with open(path, newline='', encoding='utf-8-sig') as f:
-      return [name.strip() for name in next(csv.reader(f), [])]
-  except (UnicodeDecodeError, csv.Error):
+    with open(path, 'rb') as f:
+      first = f.readline(1 << 16).decode('utf-8-sig')
+    return [name.strip() for name in next(csv.reader([first]), [])]
+  except (OSError, UnicodeDecodeError, csv.Error):
     return []
 
 
@@ -158,7 +170,13 @@ def ssv2_labels(input_dir: str) -> Dict[str, int]:
   path = _find_json(_walk_files(input_dir), 'labels.json')
   if path is None:
     raise FileNotFoundError(f'{input_dir}: no labels.json (Something-Something v2 class names) below it')
-  return {name: int(index) for name, index in _read_json(path).items()}
+  labels = _read_json(path)
+  if not isinstance(labels, dict):
+    raise ValueError(f'{path}: expected {{"class name": "index", ...}}; found a JSON {type(labels).__name__}')
+  try:
+    return {str(name): int(index) for name, index in labels.items()}
+  except (TypeError, ValueError) as e:
+    raise ValueError(f'{path}: every class index must be an integer; {e}') from e
 
 
 def ssv2_entries(input_dir: str, splits: Optional[Sequence[str]] = None) -> Entries:
@@ -181,9 +199,11 @@ def ssv2_entries(input_dir: str, splits: Optional[Sequence[str]] = None) -> Entr
     if not isinstance(items, list):
       raise ValueError(f'{path}: expected a list of {{id, label, template, placeholders}} objects')
     by_id = entries.setdefault(split, {})
-    for item in items:
-      video_id = str(item['id'])
-      label = item['template'].replace('[', '').replace(']', '') if item.get('template') else None
+    for number, item in enumerate(items):
+      if not isinstance(item, dict) or item.get('id') in (None, ''):
+        raise ValueError(f'{path}: item {number}: expected an object with an "id"; found {str(item)[:80]}')
+      video_id, template = str(item['id']), item.get('template')
+      label = str(template).replace('[', '').replace(']', '') if template else None
       if label is not None and label not in names:
         logging.warning('%s: video %s has class %r, which labels.json does not list', path, video_id, label)
       by_id[video_id] = VideoEntry(split, video_id, videos.get(video_id), label)
@@ -192,34 +212,58 @@ def ssv2_entries(input_dir: str, splits: Optional[Sequence[str]] = None) -> Entr
   return _finish(entries, wanted)
 
 
-def _folder_csv_entries(input_dir: str, csvs: Sequence[str]) -> Dict[str, Dict[str, VideoEntry]]:
+@dataclasses.dataclass(frozen=True)
+class _Found:
+  """A video the folder layout names, before its id is chosen."""
+  split: str
+  path: str  # Normalised; it may not exist (a CSV row naming a missing file).
+  label: Optional[str]
+  where: str  # The CSV line or the folder that names it, for messages.
+
+
+def _folder_ids(input_dir: str, found: Iterable[_Found]) -> Dict[str, Dict[str, VideoEntry]]:
+  """Entries keyed by id: the path relative to input_dir without the extension, or with it where two files of a
+  split would share that id (x.mp4 and x.avi). A path named twice in a split gives one entry, the first."""
+  groups: Dict[Tuple[str, str], Dict[str, _Found]] = {}
+  for item in found:
+    relative = os.path.relpath(item.path, input_dir)
+    group = groups.setdefault((item.split, os.path.splitext(relative)[0]), {})
+    first = group.setdefault(relative, item)
+    if first is not item and first.label != item.label:
+      logging.warning('%s: %s is listed again with label %r; keeping label %r from %s', item.where, relative,
+                      item.label, first.label, first.where)
   entries: Dict[str, Dict[str, VideoEntry]] = {}
+  for (split, stem), group in sorted(groups.items()):
+    by_id = entries.setdefault(split, {})
+    for relative, item in sorted(group.items()):
+      video_id = stem if len(group) == 1 and stem not in by_id else relative
+      by_id[video_id] = VideoEntry(split, video_id, item.path if os.path.isfile(item.path) else None, item.label)
+  return entries
+
+
+def _folder_csv_entries(input_dir: str, csvs: Sequence[str]) -> Dict[str, Dict[str, VideoEntry]]:
+  found = []
   for csv_path in csvs:
     split = normalize_split(os.path.splitext(os.path.basename(csv_path))[0])
     for line, row in enumerate(_read_csv(csv_path), start=2):
       if not row.get('path'):
         raise ValueError(f'{csv_path}:{line}: empty path')
       path = os.path.normpath(os.path.join(os.path.dirname(csv_path), row['path']))
-      video_id = os.path.splitext(os.path.relpath(path, input_dir))[0]
-      entries.setdefault(split, {})[video_id] = VideoEntry(
-          split, video_id, path if os.path.isfile(path) else None, row.get('label') or None)
-  return entries
+      found.append(_Found(split, path, row.get('label') or None, f'{csv_path}:{line}'))
+  return _folder_ids(input_dir, found)
 
 
 def _folder_tree_entries(input_dir: str, files: Sequence[str]) -> Dict[str, Dict[str, VideoEntry]]:
   """{split}/{class}/{video}; a video directly in {split}/ is unlabeled."""
-  entries: Dict[str, Dict[str, VideoEntry]] = {}
+  found = []
   for path in files:
     if os.path.splitext(path)[1].lower() not in VIDEO_EXTENSIONS:
       continue
     parts = os.path.relpath(path, input_dir).split(os.sep)
     split = normalize_split(parts[0]) if len(parts) > 1 else None
-    if split is None:
-      continue
-    label = parts[1] if len(parts) > 2 else None
-    video_id = os.path.splitext(os.path.relpath(path, input_dir))[0]
-    entries.setdefault(split, {})[video_id] = VideoEntry(split, video_id, path, label)
-  return entries
+    if split is not None:
+      found.append(_Found(split, path, parts[1] if len(parts) > 2 else None, os.path.dirname(path)))
+  return _folder_ids(input_dir, found)
 
 
 def folder_entries(input_dir: str, splits: Optional[Sequence[str]] = None) -> Entries:
@@ -227,7 +271,8 @@ def folder_entries(input_dir: str, splits: Optional[Sequence[str]] = None) -> En
 
   CSV paths are relative to the CSV's directory; a CSV's split is its file name (train, val, ...). When such
   CSVs exist anywhere below input_dir they are the annotation and folders are not scanned. video_id is the
-  video's path relative to input_dir without the extension.
+  video's path relative to input_dir without the extension, or with it where two files of a split share the
+  rest (x.mp4 and x.avi: both are kept, as 'x.mp4' and 'x.avi').
   """
   wanted = _wanted(splits)
   files = _walk_files(input_dir)
@@ -253,3 +298,22 @@ def label_names(entries: Entries, layout: str = '', input_dir: str = '') -> List
   if layout == 'ssv2' and input_dir:
     return sorted(ssv2_labels(input_dir))
   return sorted({e.label for split_entries in entries.values() for e in split_entries if e.label is not None})
+
+
+def duplicate_files(entries: Entries) -> Dict[Tuple[str, str], str]:
+  """{(split, video_id): why} for every entry whose file another entry uses already, so that each file is
+  written once: the first in SPLIT_ORDER, then video_id order, keeps it (symbolic links, hard links and
+  repeated CSV rows lead to one file)."""
+  order = {split: i for i, split in enumerate(SPLIT_ORDER)}
+  owners: Dict[video_files.Identity, VideoEntry] = {}
+  duplicates = {}
+  for split in sorted(entries, key=lambda s: (order.get(s, len(order)), s)):
+    for entry in sorted(entries[split], key=lambda e: e.video_id):
+      key = video_files.identity(entry.path) if entry.path else None
+      if key is None:
+        continue
+      owner = owners.setdefault(key, entry)
+      if owner is not entry:
+        duplicates[(split, entry.video_id)] = (f"same file as video {owner.video_id!r} of split '{owner.split}' "
+                                               f'({owner.path}); written once, there')
+  return duplicates

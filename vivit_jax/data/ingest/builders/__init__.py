@@ -128,7 +128,9 @@ def prepare_tfds(layout: str, input_dir: str, output_dir: str, fps: float = 10, 
   Returns:
     {'builder': registered name, 'name': BUILDERS key, 'config', 'data_dir' (the dataset's directory),
      'num_classes', 'splits': {split: examples written}, 'skipped': number of videos skipped,
-     'skipped_per_split': {split: n}, 'report': path of report.json}.
+     'skipped_per_split': {split: n}, 'partial': number of videos stored partial (fewer frames decoded than
+     declared), 'files': {'found', 'written', 'partial', 'skipped', 'other_files'} (every video file below
+     input_dir once), 'report': path of report.json}.
   """
   name = builder_name_for_layout(layout, input_dir)
   builder = get_builder(name, output_dir, fps=fps, short_side=short_side, splits=splits, workers=workers)
@@ -145,6 +147,8 @@ def prepare_tfds(layout: str, input_dir: str, output_dir: str, fps: float = 10, 
       'splits': {split: info.num_examples for split, info in sorted(builder.info.splits.items())},
       'skipped': report['num_skipped'],
       'skipped_per_split': {split: c['skipped'] for split, c in report['splits'].items()},
+      'partial': report.get('num_partial', 0),  # Absent from reports written before partial videos were counted.
+      'files': report.get('files'),
       'report': builder.report_path,
   }
 

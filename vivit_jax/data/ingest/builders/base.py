@@ -11,8 +11,12 @@ data stays small. Examples have the same features in every split:
 
 The class list is `annotations.label_names` over all splits of the download (stable, sorted and the same
 whichever splits are prepared). Videos that cannot be used (no file for an annotation row, a zero-byte or
-undecodable file, no frames) are skipped, logged with the reason, and listed in `report.json` next to the
-prepared records, in `<data_dir>/<builder name>/<config>/<version>/report.json`.
+undecodable file, no frames, a file another entry already wrote) are skipped, logged with the reason, and listed
+in `report.json` next to the prepared records, in `<data_dir>/<builder name>/<config>/<version>/report.json`.
+A video that decodes clearly fewer frames than its container declares is stored with the frames that decoded
+and listed as partial, with both counts. The report also accounts for every video file below the download once
+(`files`: found == written + partial + skipped; `unused_files`), as `report.py` describes. Frames are stored
+upright (rotation metadata applied).
 """
 
 import collections
@@ -21,6 +25,7 @@ import dataclasses
 import inspect
 import itertools
 import json
+import math
 import os
 from typing import Any, Callable, ClassVar, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -29,6 +34,7 @@ from etils import epath
 import tensorflow_datasets as tfds
 
 from vivit_jax.data.ingest import annotations
+from vivit_jax.data.ingest import report as reporting
 from vivit_jax.data.ingest import video_io
 
 REPORT_FILENAME = 'report.json'
@@ -62,7 +68,7 @@ def make_config(fps: Optional[float] = 10.0, short_side: Optional[int] = 256) ->
 
   None or 0 keeps the file's own frame rate or size, as in `video_io.decode_video`.
   """
-  if (fps or 0) < 0 or (short_side or 0) < 0:
+  if any(value is not None and not (math.isfinite(value) and value >= 0) for value in (fps, short_side)):
     raise ValueError(f'fps and short_side must be positive, or 0/None to keep the source; '
                      f'got fps={fps}, short_side={short_side}')
   fps, short_side = fps or None, short_side or None
@@ -110,7 +116,11 @@ class ManualVideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     self._requested_splits = tuple(splits) if splits else None
     self._workers = max(1, int(workers))
     self._skipped: List[Dict[str, str]] = []
+    self._partial: List[Dict[str, Any]] = []
     self._split_counts: Dict[str, Dict[str, int]] = {}
+    self._all_entries: annotations.Entries = {}
+    self._entries: annotations.Entries = {}
+    self._duplicates: Dict[Tuple[str, str], str] = {}
     super().__init__(**kwargs)
 
   @tfds.core.utils.classproperty
@@ -150,7 +160,7 @@ class ManualVideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
   # ----------------------------------------------------------------------------------------- annotations
   def _load_entries(self, input_dir: str) -> Tuple[Dict[str, List[annotations.VideoEntry]], List[str]]:
     """(entries of the requested splits, class names over all splits) read from the download."""
-    entries = annotations.LAYOUTS[self.LAYOUT](input_dir)
+    entries = self._all_entries = annotations.LAYOUTS[self.LAYOUT](input_dir)
     names = list(annotations.label_names(entries, layout=self.LAYOUT, input_dir=input_dir))
     if self._requested_splits is not None:
       wanted = [annotations.normalize_split(s) or s for s in self._requested_splits]  # 'val' -> 'validation'
@@ -177,10 +187,11 @@ class ManualVideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     self.info.features['label'].names = names
     logging.info('%s: %d classes; entries per split: %s', self.name, len(names),
                  {s: len(e) for s, e in entries.items()})
-    self._skipped, self._split_counts = [], {}
+    self._skipped, self._partial, self._split_counts = [], [], {}
+    self._entries, self._duplicates = entries, annotations.duplicate_files(entries)
     generators = {}
     for split, split_entries in entries.items():
-      self._split_counts[split] = {'entries': len(split_entries), 'written': 0, 'skipped': 0}
+      self._split_counts[split] = {'entries': len(split_entries), 'written': 0, 'partial': 0, 'skipped': 0}
       examples = self._generate_examples(split=split, entries=split_entries)
       first = next(examples, None)  # TFDS cannot write an empty split: leave out a split with no video.
       if first is None:
@@ -194,36 +205,48 @@ class ManualVideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     """(key, example) for every usable entry of `split`; the others are recorded as skipped."""
     indexed = list(enumerate(entries))
     results = ordered_map(lambda item: self._encode_entry(item[1]), indexed, self._workers)
-    for (index, entry), (example, reason) in zip(indexed, results):
+    for (index, entry), (example, reason, info) in zip(indexed, results):
       if example is None:
         self._record_skip(split, entry, reason)
         continue
-      self._split_counts[split]['written'] += 1
+      if info is not None and info.partial:
+        self._record_partial(split, entry, info)
+      else:
+        self._split_counts[split]['written'] += 1
       yield f'{index:09d}_{entry.video_id}', example
 
-  def _encode_entry(self, entry: annotations.VideoEntry) -> Tuple[Optional[Example], str]:
-    """(example, '') for a usable entry, else (None, why it was skipped)."""
-    reason = _file_problem(entry.path)
+  def _encode_entry(self, entry: annotations.VideoEntry
+                   ) -> Tuple[Optional[Example], str, Optional[video_io.VideoInfo]]:
+    """(example, '', decoding info) for a usable entry, else (None, why it was skipped, None)."""
+    reason = _file_problem(entry.path) or self._duplicates.get((entry.split, entry.video_id), '')
     if reason:
-      return None, reason
+      return None, reason, None
     label_feature = self.info.features['label']
     if entry.label is not None and entry.label not in label_feature.names:
-      return None, f'label {entry.label!r} is not among the {label_feature.num_classes} classes'
+      return None, f'label {entry.label!r} is not among the {label_feature.num_classes} classes', None
     config = self.builder_config
     try:
-      frames = video_io.decode_video(entry.path, fps=config.fps, short_side=config.short_side)
+      frames, info = video_io.decode_video_info(entry.path, fps=config.fps, short_side=config.short_side)
     except video_io.VideoDecodeError as e:
-      return None, f'undecodable: {e.reason}'
+      return None, f'undecodable: {e.reason}', None
     except (OSError, RuntimeError, ValueError, MemoryError) as e:  # Never let one video end the build.
-      return None, f'undecodable: {type(e).__name__}: {e}'
+      return None, f'undecodable: {type(e).__name__}: {e}', None
     if frames.ndim != 4 or frames.shape[0] == 0:
-      return None, f'no frames decoded (array of shape {frames.shape})'
+      return None, f'no frames decoded (array of shape {frames.shape})', None
     return {
         'video': video_io.encode_jpeg(frames),
         'label': UNLABELED if entry.label is None else label_feature.str2int(entry.label),
         'video_id': entry.video_id,
         'label_text': entry.label or '',
-    }, ''
+    }, '', info
+
+  def _record_partial(self, split: str, entry: annotations.VideoEntry, info: video_io.VideoInfo) -> None:
+    self._split_counts[split]['partial'] += 1
+    self._partial.append({'split': split, 'video_id': entry.video_id, 'path': entry.path,
+                          'declared_frames': info.declared_frames, 'decoded_frames': info.decoded_frames,
+                          'damage': info.damage})
+    logging.warning('%s: stored %s video %r (%s) partial: %s', self.name, split, entry.video_id, entry.path,
+                    info.describe())
 
   def _record_skip(self, split: str, entry: annotations.VideoEntry, reason: str) -> None:
     self._split_counts[split]['skipped'] += 1
@@ -239,8 +262,18 @@ class ManualVideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     # the report only ever appears together with a complete dataset.
     self._write_report(os.fspath(dl_manager.manual_dir))
 
+  def _file_accounting(self, input_dir: str) -> Tuple[Dict[str, int], List[Dict[str, str]]]:
+    skipped = {(s['split'], s['video_id']) for s in self._skipped}
+    partial = {(p['split'], p['video_id']) for p in self._partial}
+    outcomes = {(split, e.video_id): 'partial' if (split, e.video_id) in partial else
+                'skipped' if (split, e.video_id) in skipped else 'written'
+                for split, entries in self._entries.items() for e in entries}
+    outcomes.update({key: 'duplicate' for key in self._duplicates})
+    return reporting.file_accounting(self.LAYOUT, input_dir, self._all_entries, self._entries, outcomes)
+
   def _write_report(self, input_dir: str) -> None:
     config = self.builder_config
+    files, unused = self._file_accounting(input_dir)
     report = {
         'builder': self.name,
         'config': config.name,
@@ -250,8 +283,12 @@ class ManualVideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         'short_side': config.short_side,
         'num_classes': self.info.features['label'].num_classes,
         'splits': self._split_counts,
+        'num_partial': len(self._partial),
         'num_skipped': len(self._skipped),
+        'files': files,
+        'partial': self._partial,
         'skipped': self._skipped,
+        'unused_files': unused,
     }
     with open(os.path.join(self.data_dir, REPORT_FILENAME), 'w') as f:
       json.dump(report, f, indent=2)
