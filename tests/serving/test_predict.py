@@ -20,6 +20,7 @@ from vivit_jax.serving import predict as inference
 from vivit_jax.checkpoints import CheckpointError, load_params, save_scenic
 from vivit_jax.data.ingest import video_io
 from vivit_jax.data.transforms import augment, sampling
+from vivit_jax.serving import frame_plan
 
 ROOT = paths.ROOT
 FPS = 10
@@ -132,12 +133,12 @@ def test_window_mode_gives_one_prediction_per_window(predictor, videos):
 
 
 def test_window_clips_are_centred_and_stay_inside_the_video():
-  windows = inference.window_indices(60, fps=10, window_s=2.0, num_frames=8, stride=2, mode='wrap')
+  windows = frame_plan.window_indices(60, fps=10, window_s=2.0, num_frames=8, stride=2, mode='wrap')
   spans = [(w[2][0], w[2][-1]) for w in windows]
   assert spans == [(2, 16), (22, 36), (42, 56)]  # 15 frames centred in each 20-frame window.
-  clamped = inference.window_indices(30, fps=10, window_s=0.5, num_frames=8, stride=2, mode='wrap')
+  clamped = frame_plan.window_indices(30, fps=10, window_s=0.5, num_frames=8, stride=2, mode='wrap')
   assert len(clamped) == 6 and clamped[0][2][0] == 0 and clamped[-1][2][-1] == 29
-  short = inference.window_indices(10, fps=10, window_s=2.0, num_frames=8, stride=2, mode='wrap')
+  short = frame_plan.window_indices(10, fps=10, window_s=2.0, num_frames=8, stride=2, mode='wrap')
   assert [list(w[2]) for w in short] == [[0, 2, 4, 6, 8, 0, 2, 4]]  # Shorter than a clip: wrapped.
 
 
@@ -173,25 +174,26 @@ def test_foreign_checkpoint_needs_a_config(predictor, tmp_path, videos):
 
 def test_cli_predicts_a_directory_and_reports_bad_files(tiny_workdir, videos, tmp_path, capsys):
   script = load_script('predict')
-  output = tmp_path / 'predictions.json'
+  output = tmp_path / 'predictions.jsonl'
   code = script.main([f'--checkpoint={tiny_workdir}', '--top_k=2', f'--output={output}', str(videos),
                       '--config.dataset_configs.num_test_clips=2'])
-  assert code == 0
-  results = json.loads(output.read_text())
+  assert code == 1  # Two files failed; the others were predicted.
+  results = inference.load_predictions(str(output))
   assert sorted(os.path.basename(p) for p in results) == ['a.mp4', 'b.mp4', 'empty.mp4', 'garbage.avi',
                                                           'long.mp4']
   assert 'error' in results[str(videos / 'empty.mp4')] and 'error' in results[str(videos / 'garbage.avi')]
-  assert len(results[str(videos / 'a.mp4')]['top_k']) == 2
+  assert len(results[str(videos / 'a.mp4')]['top_k']) == 2 and results[str(videos / 'long.mp4')]['frames'] == 60
   captured = capsys.readouterr()
   assert '[5/5]' in captured.err and 'files/s' in captured.err
-  assert 'ERROR' in captured.out and results[str(videos / 'a.mp4')]['top_k'][0]['label'] in captured.out
+  assert f'error: {videos / "empty.mp4"}: empty file' in captured.err and 'error:' not in captured.out
+  assert results[str(videos / 'a.mp4')]['top_k'][0]['label'] in captured.out
 
 
 def test_cli_exit_codes(tiny_workdir, videos, tmp_path):
   script = load_script('predict')
   assert script.main([f'--checkpoint={tiny_workdir}', str(videos / 'empty.mp4')]) == 1
   assert script.main([f'--checkpoint={tmp_path / "missing"}', str(videos / 'a.mp4')]) == 2
-  windows = tmp_path / 'windows.json'
+  windows = tmp_path / 'windows.jsonl'
   assert script.main([f'--checkpoint={tiny_workdir}', '--window=3', f'--output={windows}',
                       str(videos / 'long.mp4')]) == 0
-  assert len(json.loads(windows.read_text())[str(videos / 'long.mp4')]['windows']) == 2
+  assert len(inference.load_predictions(str(windows))[str(videos / 'long.mp4')]['windows']) == 2
