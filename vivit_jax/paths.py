@@ -34,12 +34,22 @@ def _probe(directory: str, what: str) -> None:
       pass
 
 
+def _check_ancestors(path: str, what: str) -> None:
+  """The nearest existing folder above `path` (where the missing ones will be made) must be a folder."""
+  parent = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise PathError(f'{what} {path}: {parent} is a file, not a directory')
+
+
 def check_output_dir(path: str, what: str = 'workdir', needed_bytes: int = 0) -> None:
   """Creates `path` if needed and proves it writable with `needed_bytes` (an estimate, e.g. a checkpoint) free."""
   if not path or _remote(path):
     return
   if os.path.exists(path) and not os.path.isdir(path):
     raise PathError(f'{what} {path} is a file; expected a directory')
+  _check_ancestors(path, what)
   try:
     os.makedirs(path, exist_ok=True)
   except OSError as e:
@@ -57,9 +67,8 @@ def check_output_file(path: Optional[str], what: str = '--output') -> None:
     return
   if os.path.isdir(path):
     raise PathError(f'{what} {path} is a directory; expected a file name')
+  _check_ancestors(path, what)
   directory = os.path.dirname(os.path.abspath(path))
-  if os.path.exists(directory) and not os.path.isdir(directory):
-    raise PathError(f'{what} {path}: {directory} is a file, not a directory')
   try:
     os.makedirs(directory, exist_ok=True)
   except OSError as e:

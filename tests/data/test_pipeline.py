@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.tiny import tiny_config
+from vivit_jax.config import ConfigError
 from vivit_jax.data import DataError, Views, create_pipeline, prefetch, preprocessing_spec
 from vivit_jax.data.synthetic import SyntheticMotion, SyntheticPipeline
 
@@ -94,8 +95,8 @@ def test_the_synthetic_keys_shape_the_videos():
 
 
 def test_synthetic_videos_that_cannot_be_made_name_the_keys():
-  with pytest.raises(DataError, match="synthetic_.*'texture' or 'plain'"):
-    pipeline(dataset_configs__synthetic_background='noise')
+  with pytest.raises(ConfigError, match="'dataset_configs.synthetic_background' is 'noise'"):
+    pipeline(dataset_configs__synthetic_background='noise')  # Refused by validation, before any pipeline.
   with pytest.raises(DataError, match='synthetic_.*lower the speed'):
     pipeline(dataset_configs__synthetic_wrap=False, dataset_configs__synthetic_speed=3.0)
 

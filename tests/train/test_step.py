@@ -62,7 +62,7 @@ def test_ema_is_the_decayed_average_of_the_params():
 
 
 def test_first_step_trains_at_a_non_zero_learning_rate():
-  config = train_config('spacetime', lr_configs__warmup_steps=10.0, optimizer='sgd',
+  config = train_config('spacetime', lr_configs__warmup_steps=10.0, optimizer='sgd', num_training_steps=20,
                         lr_configs__factors='constant * linear_warmup')
   run = train.setup(config)
   initial = host_tree(state_lib.create_state(run.init, run.shardings).params)

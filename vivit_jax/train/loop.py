@@ -16,14 +16,15 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
+from vivit_jax import paths
 from vivit_jax import sharding as sharding_lib
-from vivit_jax.checkpoints import (CheckpointManager, PreemptionWatcher, init_from_pretrained, load_metadata,
-                                   load_params)
-from vivit_jax.data import Pipeline, create_pipeline, prefetch, preprocessing_spec
-from vivit_jax.eval.evaluators import TrainingEvaluators
+from vivit_jax.checkpoints import CheckpointManager, PreemptionWatcher, init_from_pretrained, load_checkpoint
+from vivit_jax.config import check_schedule
+from vivit_jax.data import DataError, Pipeline, check_data, create_pipeline, prefetch, preprocessing_spec
+from vivit_jax.eval.evaluators import TrainingEvaluators, evaluated_splits
 from vivit_jax.models import complexity, create_model
 from vivit_jax.models.shapes import input_shape, token_grid
-from vivit_jax.train import optim, reporting
+from vivit_jax.train import multihost, optim, reporting
 from vivit_jax.train import state as state_lib
 from vivit_jax.train import step as step_lib
 
@@ -62,10 +63,12 @@ def training_length(config: ml_collections.ConfigDict, num_train_examples: int) 
 
 def setup(config: ml_collections.ConfigDict, workdir: str = '', devices: Optional[List[Any]] = None) -> Run:
   """The named setup steps, all abstract: nothing here allocates the model's state. `devices` defaults to
-  every device of every process."""
+  every device of every process. The data is checked against the config here (`check_data`), before any step."""
   mesh = sharding_lib.create_mesh(config.mesh, devices)
   pipeline = create_pipeline(config)
+  check_data(pipeline, ['train'] + evaluated_splits(config, pipeline))
   num_steps, steps_per_epoch = training_length(config, pipeline.num_examples('train'))
+  check_schedule(config, num_steps)  # Epochs without examples_per_subset.train are only now steps.
   model = create_model(config)
   schedule = optim.create_learning_rate_schedule(config.lr_configs, num_steps)
   tx = optim.create_optimizer(config, schedule)
@@ -85,6 +88,11 @@ def _check_batch_fits_mesh(config: ml_collections.ConfigDict, mesh: Mesh) -> Non
     if size % ways:
       raise ValueError(f'{name} is {size}, which the mesh {dict(mesh.shape)} cannot split over its '
                        f'{ways} data x fsdp devices; use a multiple of {ways}')
+
+
+def state_bytes(abstract_state: Any) -> int:
+  """Bytes of the whole train state (what one checkpoint holds)."""
+  return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(abstract_state))
 
 
 def jitted_train_step(run: Run) -> Any:
@@ -116,7 +124,7 @@ def restore_or_initialise(run: Run, manager: CheckpointManager) -> Tuple[state_l
 def _init_from(run: Run, fresh: Any) -> Any:
   """`fresh` params initialised from `config.init_from.checkpoint_path` by `init_from_pretrained`.
 
-  The checkpoint is read by `load_params` (`init_from.checkpoint_format`, 'auto' detects it), the surgery runs
+  The checkpoint is read by `load_checkpoint` (`init_from.checkpoint_format`, 'auto' detects it), the surgery runs
   on host numpy, and the caller places the result on the params' shardings. A vivit_jax workdir of the same
   model is the simplest case: every array is copied, the head only with `init_from.restore_output_projection`.
   A vivit_jax source's token grid is read from the config saved beside it, so a positional embedding whose
@@ -124,8 +132,8 @@ def _init_from(run: Run, fresh: Any) -> Any:
   """
   init_from = run.config.init_from
   path = init_from.checkpoint_path
-  pretrained = load_params(path, init_from.checkpoint_format)
-  metadata = load_metadata(path) if init_from.checkpoint_format in ('auto', 'vivit_jax') else None
+  loaded = load_checkpoint(path, init_from.checkpoint_format)  # Params and metadata of one step.
+  pretrained, metadata = loaded.params, loaded.metadata
   source_grid = None
   if metadata and 'config' in metadata:
     source_grid = token_grid(ml_collections.ConfigDict(metadata['config']))
@@ -183,29 +191,47 @@ class _Loop:
       self.manager.save(step, state, metadata_for(self.run, step, self.reporter.wall_time_s), force=force)
 
   def run_steps(self, state: state_lib.TrainState, start: int, watcher: PreemptionWatcher):
-    """Trains from `start`; returns (state, status) with status 'completed' or 'preempted'."""
+    """Trains from `start`; returns (state, status) with status 'completed' or 'preempted'.
+
+    A step's checkpoint is saved before its evaluations run, so a failing evaluation loses no training. A batch
+    that cannot be read (a DataError naming the record) stops the run after saving the last completed step.
+    """
     config, num_steps = self.run.config, self.run.num_steps
     batches = prefetch(
         (sharding_lib.global_batch(b, self.run.mesh) for b in self.run.pipeline.train_batches(start)),
         config.dataset_configs.prefetch_to_device)
     for step in range(start + 1, num_steps + 1):
-      state, step_metrics = self.train_step(state, next(batches))
+      try:
+        batch = next(batches)
+      except DataError:
+        if step - 1 > start:
+          self.save(state, step - 1, force=True)
+        raise
+      state, step_metrics = self.train_step(state, batch)
       self.pending.append((step, step_metrics))
       self.reporter.tick(step)
       if step % config.log_summary_steps == 0:
         self.flush()
-      if step != num_steps:
-        self.evaluate(state, step)
       if watcher.should_stop(step):
         logging.warning('Preemption requested (SIGTERM): saving step %d and stopping', step)
         self.save(state, step, force=True)
         return state, 'preempted'
       if step != num_steps and self.manager.should_save(step):
         self.save(state, step)
+      if step != num_steps:
+        self.evaluate(state, step)
     self.flush()
-    self.evaluate(state, num_steps, last=True)
     self.save(state, num_steps, force=True)
+    self.evaluate(state, num_steps, last=True)
     return state, 'completed'
+
+
+def failure_reason(error: BaseException) -> str:
+  """What results.json says of a run that stopped with `error` (one line)."""
+  if isinstance(error, NonFiniteLossError):
+    return 'non-finite loss'
+  first = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {first[0] if first else ''}"[:1000]
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
@@ -215,7 +241,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> Tuple[state_lib.TrainState, Dict[str, Any]]:
   """`train_and_evaluate`, also returning the final train state."""
+  multihost.check_shared_workdir(workdir)  # First: every process stops together, or none does.
+  paths.check_output_dir(workdir)
   run = setup(config, workdir)
+  if config.checkpoint:  # Room for one more checkpoint than max_to_keep holds (the new one is written first).
+    paths.check_output_dir(workdir, needed_bytes=state_bytes(run.abstract_state))
   manager = CheckpointManager(workdir, max_to_keep=config.max_checkpoints_to_keep,
                               save_interval_steps=config.checkpoint_steps)
   state, metadata = restore_or_initialise(run, manager)
@@ -232,11 +262,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Tuple[state_lib.Tr
     if start < run.num_steps:
       with PreemptionWatcher() as watcher:
         state, status = loop.run_steps(state, start, watcher)
-  except NonFiniteLossError:
-    reporter.save_results('failed: non-finite loss')
+    manager.wait_until_finished()  # A failed final save is a failed run (the previous step stays intact).
+  except Exception as e:
+    reporter.save_results(f'failed: {failure_reason(e)}')
     raise
   finally:
-    manager.wait_until_finished()
     manager.close()
     reporter.close()
   results = reporter.save_results(status)
