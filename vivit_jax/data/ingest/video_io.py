@@ -15,6 +15,7 @@ Frames come out as they are meant to be shown: a display matrix (the side data p
 frame) or a legacy `rotate` tag of the stream is applied, as the ffmpeg command line's autorotate does.
 """
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -211,30 +212,11 @@ def _declared_frames(container: av.container.InputContainer, stream: av.video.st
   return round(seconds * rate) if seconds and seconds > 0 and math.isfinite(seconds) else None
 
 
-def _decode(path: str, fps: Optional[float], short_side: Optional[int], max_frames: Optional[int],
-            info: Optional[VideoInfo] = None) -> List[np.ndarray]:
-  info = VideoInfo() if info is None else info
-  try:
-    container = av.open(path, options=_PROBE_OPTIONS)
-  except (av.error.FFmpegError, OSError) as e:
-    raise VideoDecodeError(path, f'not a video container: {_describe(e)}') from e
-  with container:
-    if not container.streams.video:
-      raise VideoDecodeError(path, 'no video stream')
-    stream = container.streams.video[0]
-    stream.thread_type = 'AUTO'
-    rate = _native_rate(stream)
-    info.declared_frames = _declared_frames(container, stream, rate)
-    frames, size = [], None
-    for frame in _resample(_frame_times(_decoded_frames(path, container, stream, info), rate), fps, rate):
-      if size is None:
-        size = _output_size(frame.width, frame.height, short_side)
-        info.orientation = frame_orientation(frame, stream)
-      frames.append(_to_rgb(frame, size, info.orientation))
-      if max_frames and len(frames) >= max_frames:
-        return frames
-    info.complete = True
-    return frames
+class _EveryFrame:
+  """`stream_video`'s selection that keeps every frame."""
+
+  def __contains__(self, index: int) -> bool:
+    return True
 
 
 def decode_video(path: str, fps: Optional[float] = None, short_side: Optional[int] = None,
@@ -264,24 +246,12 @@ def decode_video_info(path: str, fps: Optional[float] = None, short_side: Option
   """(frames, info): `decode_video`'s frames and what the decoding found (declared and decoded frame counts,
   the first error, the orientation applied); `info.partial` marks a file that decoded clearly short of its
   declared length, such as a half-downloaded MP4 whose index sits at the front. Raises as `decode_video`."""
-  if not os.path.isfile(path):
-    raise VideoDecodeError(path, 'file not found')
-  if os.path.getsize(path) == 0:
-    raise VideoDecodeError(path, 'empty file (0 bytes)')
-  previous_level = av.logging.get_level()
-  av.logging.set_level(av.logging.ERROR)  # So that FFmpeg's last error message joins the exception text.
-  try:
-    with av.logging.Capture(local=False):  # Keeps FFmpeg's messages off the console; the reasons carry them.
-      info = VideoInfo()
-      frames = _decode(path, fps, short_side, max_frames, info)
-  except VideoDecodeError:
-    raise
-  except (av.error.FFmpegError, OSError, ValueError, RuntimeError) as e:
-    raise VideoDecodeError(path, f'decoding failed: {_describe(e)}') from e
-  finally:
-    av.logging.set_level(previous_level)
-  if not frames:
-    raise VideoDecodeError(path, 'no frames decoded')
+  info, frames = VideoInfo(), []
+  with contextlib.closing(stream_video(path, lambda declared: _EveryFrame(), fps, short_side, info)) as stream:
+    for _, frame in stream:
+      frames.append(frame)
+      if max_frames and len(frames) >= max_frames:
+        break  # Not `complete`: stopped before the end, so never partial.
   if info.partial and not info.damage:  # A damaged file has been logged already.
     logging.warning('%s: partial: %s', path, info.describe())
   return np.stack(frames), info
