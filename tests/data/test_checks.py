@@ -1,5 +1,6 @@
 """The data is checked against the config before the first step, and a broken record names itself."""
 
+import json
 import logging
 import os
 
@@ -184,3 +185,11 @@ def test_whole_jpegs_accepts_real_frames_and_refuses_cut_or_foreign_bytes():
   assert bool(integrity.whole_jpegs(tf.constant(good)))
   for bad in ([good[0][:-10]], [b''], [b'\x89PNG\r\n' + good[0][6:]], [good[0], b'not a jpeg']):
     assert not bool(integrity.whole_jpegs(tf.constant(bad)))
+
+
+def test_a_label_map_beside_the_records_must_name_num_classes(base):
+  path = os.path.join(base, 'label_map.json')
+  with open(path, 'w') as f:
+    json.dump({'names': ['a', 'b', 'c']}, f)
+  with pytest.raises(DataError, match=f"{path} names 3 classes, but 'dataset_configs.num_classes' is 5"):
+    train.setup(_config(base, num_training_steps=2, eval_batch_size=8))

@@ -86,7 +86,7 @@ def _check_batch_fits_mesh(config: ml_collections.ConfigDict, mesh: Mesh) -> Non
   for name, size in (('batch_size / gradient_accumulation_steps', micro),
                      ('eval_batch_size', config.eval_batch_size or config.batch_size)):
     if size % ways:
-      raise ValueError(f'{name} is {size}, which the mesh {dict(mesh.shape)} cannot split over its '
+      raise sharding_lib.MeshError(f'{name} is {size}, which the mesh {dict(mesh.shape)} cannot split over its '
                        f'{ways} data x fsdp devices; use a multiple of {ways}')
 
 
