@@ -3,8 +3,9 @@
 Run (what `make demo` does, on CPU):
   python -m vivit_jax.main --config=configs/synthetic.py --workdir=runs/demo
 
-Accuracy: about 0.98 valid/accuracy after 1000 steps, 1-2 minutes on 2 CPU cores. The class of each clip is the
-direction its objects move in (vivit_jax/data/synthetic.py), so no single frame tells it: the temporal
+Accuracy: 0.990 valid/accuracy (0.998 test/accuracy, 3 crops) after 1500 steps (0.95 from step 750), 100 s of
+training on 2 CPU cores; tests/experiments/test_demos.py runs it and fails below 0.95. The class of each clip is the direction
+its objects move in (vivit_jax/data/synthetic.py), 2 pixels a frame, so no single frame tells it: the temporal
 encoder has to compare frames. Nothing is downloaded; the videos are generated on the fly.
 
 Presets (`configs/synthetic.py:PRESET`):
@@ -23,10 +24,11 @@ def get_config(arg=None):
   d.num_classes = 8
   d.num_frames = 8
   d.crop_size = 32
-  d.examples_per_subset.train = 65536  # Generated on the fly: the run sees each training clip once.
+  d.examples_per_subset.train = 96000  # Generated on the fly: the run sees each training clip once.
   d.examples_per_subset.validation = 512
   d.examples_per_subset.test = 512
   d.augmentation_params.do_flip = False  # A flip turns a leftward class into a rightward one.
+  d.synthetic_speed = 2.0  # Pixels per frame: 6 pixels of motion within each 4-frame tubelet.
   d.num_test_clips = 1  # A synthetic video is one clip long: the multi-view test is its 3 spatial crops.
 
   m = config.model
@@ -44,7 +46,7 @@ def get_config(arg=None):
   config.optimizer_configs.weight_decay = 1e-4
   config.max_grad_norm = 1.0
   config.batch_size = 64
-  config.num_training_steps = 1000
+  config.num_training_steps = 1500
   config.lr_configs.base_learning_rate = 1e-3
   config.lr_configs.warmup_steps = 100.0
   config.log_summary_steps = 100

@@ -1,4 +1,6 @@
-"""The README's two CPU demonstrations, run the way the README runs them (subprocesses, one CPU device):
+"""The README's CPU demonstrations, run the way the README runs them (subprocesses, one CPU device):
+
+- `make demo` (configs/synthetic.py): reaches at least 0.95 valid/accuracy, and the number the README states;
 
 - configs/ablations/synthetic_variants.py: Models 1-4 learn the direction of motion; the spatial-only
   average-pool baseline, blind to frame order, cannot (its ceiling is 0.5: the axis, not the direction);
@@ -11,7 +13,9 @@ move a little with another CPU's floating point.
 """
 
 import csv
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -29,6 +33,19 @@ def _run(args, cwd):
   process = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
                            timeout=1200, check=False)
   assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+
+
+def test_the_demo_keeps_the_readme_s_word(tmp_path):
+  workdir = tmp_path / 'demo'
+  _run(['-m', 'vivit_jax.main', '--config=configs/synthetic.py', f'--workdir={workdir}'], cwd=ROOT)
+  with open(workdir / 'results.json') as f:
+    results = json.load(f)
+  accuracy = results['metrics']['valid/accuracy']
+  assert results['status'] == 'completed' and accuracy >= 0.95, results
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    claimed = float(re.search(r'to (0\.\d+) `valid/accuracy`', f.read()).group(1))
+  assert abs(accuracy - claimed) <= 0.02, (accuracy, claimed)
+  assert results['metrics']['test/accuracy'] >= 0.95, results
 
 
 def _accuracies(workdir):
