@@ -5,6 +5,7 @@ evaluation. Remote locations (gs://, s3://, ...) are left to the library that wr
 
 import os
 import shutil
+import socket
 from typing import Optional
 
 PROBE_BYTES = 1 << 16  # Written (and removed) to prove a directory takes data, not just an empty file.
@@ -14,12 +15,13 @@ class PathError(ValueError):
   """An output location that cannot be written."""
 
 
-def _remote(path: str) -> bool:
+def is_remote(path: str) -> bool:
+  """A location of a file system library (gs://, s3://, ...), not a local path."""
   return '://' in path
 
 
 def _probe(directory: str, what: str) -> None:
-  probe = os.path.join(directory, f'.vivit_jax-write-test-{os.getpid()}')
+  probe = os.path.join(directory, f'.vivit_jax-write-test-{socket.gethostname()}-{os.getpid()}')
   try:
     with open(probe, 'wb') as f:
       f.write(b'\0' * PROBE_BYTES)
@@ -45,7 +47,7 @@ def _check_ancestors(path: str, what: str) -> None:
 
 def check_output_dir(path: str, what: str = 'workdir', needed_bytes: int = 0) -> None:
   """Creates `path` if needed and proves it writable with `needed_bytes` (an estimate, e.g. a checkpoint) free."""
-  if not path or _remote(path):
+  if not path or is_remote(path):
     return
   if os.path.exists(path) and not os.path.isdir(path):
     raise PathError(f'{what} {path} is a file; expected a directory')
@@ -63,7 +65,7 @@ def check_output_dir(path: str, what: str = 'workdir', needed_bytes: int = 0) ->
 
 def check_output_file(path: Optional[str], what: str = '--output') -> None:
   """Proves a file can be written at `path` (its directory is created if needed); nothing is left behind."""
-  if not path or _remote(path):
+  if not path or is_remote(path):
     return
   if os.path.isdir(path):
     raise PathError(f'{what} {path} is a directory; expected a file name')

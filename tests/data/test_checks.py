@@ -144,13 +144,14 @@ def test_a_missing_split_file_is_named(base):
   assert 'absent-00000-of-00002' in message
 
 
-def _with_a_broken_jpeg(base, name, broken_index):
-  """A one-shard table whose record `broken_index` has its JPEG frames cut in half."""
+def _with_a_broken_jpeg(base, name, broken_index, damage='cut'):
+  """A one-shard table whose record `broken_index` has its JPEG frames cut in half ('cut'), or zeroed inside
+  with both markers intact ('inside')."""
   records = []
   for i in range(4):
     frames = encode_jpeg(_video(i))
     if i == broken_index:
-      frames = [f[:len(f) // 2] for f in frames]
+      frames = [f[:len(f) // 2] if damage == 'cut' else f[:2] + bytes(200) + f[202:] for f in frames]
     records.append(_record([i % NUM_CLASSES], frames))
   path = os.path.join(base, f'{name}-00000-of-00001')
   _write(path, records)
@@ -172,19 +173,65 @@ def test_a_frame_that_is_not_a_whole_jpeg_stops_reading_naming_shard_and_record(
   assert 'not a whole JPEG' in message and 'Traceback' not in message
 
 
+@pytest.mark.parametrize('split', ['train', 'validation'])
+def test_a_frame_damaged_inside_is_pinned_on_its_record(base, split):
+  # Both JPEG markers are intact, so only decoding fails; the batch's records are then decoded one by one.
+  path = _with_a_broken_jpeg(base, 'inside', 1, damage='inside')
+  config = _config(base, batch_size=2, eval_batch_size=2)
+  config.dataset_configs.tables[split] = 'inside@1'
+  pipeline = create_pipeline(config, 0, 1)
+  batches = pipeline.train_batches(0) if split == 'train' else pipeline.eval_batches(split)
+  with pytest.raises(DataError, match=f"reading split '{split}' .*{path} record 1: "):
+    for _ in range(3):
+      next(batches)
+
+
+def test_multi_head_videos_need_one_index_per_head(base):
+  _write(os.path.join(base, 'short-00000-of-00001'), [_record([2, 1]), _record([1])])
+  config = _config(base, dataset_configs__tables__validation='short@1', model_name='vivit_multihead_classification',
+                   dataset_configs__class_splits=(3, 2), dataset_configs__split_names=('noun', 'verb'))
+  assert 'videos store 1 to 2 class indices, but class_splits defines 2 heads' in _problems(config, ['validation'])
+  with pytest.raises(DataError, match=r'short-00000-of-00001 record 1: class indices \[1\] .*one class index per '
+                                      r'head'):
+    list(create_pipeline(config, 0, 1).eval_batches('validation'))
+
+
+def test_a_multi_label_video_may_have_no_label(base):
+  _write(os.path.join(base, 'ml-00000-of-00001'), [_record([]), _record([1, 3])])
+  config = _config(base, dataset_configs__tables__validation='ml@1', model_name='vivit_multilabel_classification')
+  check_data(create_pipeline(config, 0, 1), ['validation'])
+  labels = np.concatenate([b['label'] for b in create_pipeline(config, 0, 1).eval_batches('validation')])
+  assert labels[:2].tolist() == [[0, 0, 0, 0, 0], [0, 1, 0, 1, 0]]
+
+
+def test_tfds_shards_are_scanned_for_unlabeled_and_out_of_range_labels(tmp_path):
+  path = str(tmp_path / 'ds-train.tfrecord-00000-of-00001')
+  with tf.io.TFRecordWriter(path) as w:
+    for label in (0, 3, -1):  # -1: TFDS's "no label".
+      features = {'label': tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                  'video': tf.train.Feature(bytes_list=tf.train.BytesList(value=encode_jpeg(_video(1, frames=2))))}
+      w.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+  [scan] = integrity.scan_shards([path], kind='tfds')
+  assert (scan.records, scan.unlabeled, scan.label_min, scan.label_max, scan.no_frames) == (3, 1, 0, [3], [])
+  facts = integrity.facts_of_scans('TFDS ds', [scan], 0)
+  assert facts.unlabeled == 1 and facts.label_max == (3,)
+
+
 def test_a_label_out_of_range_is_caught_while_reading_too(base):
   # What the scan cannot see (a TFDS split is not scanned) is caught as the record is read, naming it.
   _write(os.path.join(base, 'wide-00000-of-00001'), [_record([1]), _record([7])])
   config = _config(base, dataset_configs__tables__validation='wide@1')
-  with pytest.raises(DataError, match=r'wide-00000-of-00001 record 1: class indices \[7\]'):
+  with pytest.raises(DataError, match=r'wide-00000-of-00001 record 1: class indices \[7\] after label_offset 0'):
     next(create_pipeline(config, 0, 1).eval_batches('validation'))
 
 
-def test_whole_jpegs_accepts_real_frames_and_refuses_cut_or_foreign_bytes():
+def test_whole_images_accepts_jpeg_and_png_frames_and_refuses_cut_or_foreign_bytes():
   good = encode_jpeg(np.zeros((2, 8, 8, 3), np.uint8))
-  assert bool(integrity.whole_jpegs(tf.constant(good)))
-  for bad in ([good[0][:-10]], [b''], [b'\x89PNG\r\n' + good[0][6:]], [good[0], b'not a jpeg']):
-    assert not bool(integrity.whole_jpegs(tf.constant(bad)))
+  png = tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy()
+  assert bool(integrity.whole_images(tf.constant(good + [png])))
+  for bad in ([good[0][:-10]], [b''], [b'\xff'], [b'\x89PNG\r\n' + good[0][6:]], [good[0], b'not a jpeg'],
+              [png[:-12]]):
+    assert not bool(integrity.whole_images(tf.constant(bad)))
 
 
 def test_a_label_map_beside_the_records_must_name_num_classes(base):

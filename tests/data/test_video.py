@@ -154,11 +154,11 @@ def test_label_offset_and_multi_label_records(tmp_path):
 def test_shard_scans_are_cached(data_dir, tmp_path, monkeypatch):
   files = dmvr_records.resolve_table(data_dir, 'train@3')
   cache = str(tmp_path / 'scans.json')
-  first = integrity.scan_shards(files, cache)
+  first = integrity.scan_shards(files, cache_path=cache)
   assert [s.records for s in first] == [10, 10, 10]
   assert os.path.exists(cache)
-  monkeypatch.setattr(integrity, 'scan_shard', lambda path: pytest.fail(f'{path} read again'))
-  assert integrity.scan_shards(files, cache) == first
+  monkeypatch.setattr(integrity, 'scan_shard', lambda path, kind: pytest.fail(f'{path} read again'))
+  assert integrity.scan_shards(files, cache_path=cache) == first
 
 
 def test_multi_head_records_store_one_index_per_head(tmp_path):

@@ -17,13 +17,13 @@ from vivit_jax.paths import PathError
 from vivit_jax.train import loop as train
 
 
-def test_a_failing_evaluation_comes_after_its_steps_checkpoint(tmp_path, monkeypatch):
+def test_a_failing_evaluation_saves_its_step_first(tmp_path, monkeypatch):
   def broken(self, params, ema_params, step, last):
     if step == 2:  # The trainer asks at every step; evaluations are due every log_eval_steps.
       raise RuntimeError(f'evaluation broke at step {step}')
     return {}
   monkeypatch.setattr(TrainingEvaluators, '__call__', broken)
-  config = train_config('spacetime', num_training_steps=4, checkpoint_steps=2, log_eval_steps=2)
+  config = train_config('spacetime', num_training_steps=6, checkpoint_steps=4, log_eval_steps=2)
   with pytest.raises(RuntimeError, match='evaluation broke at step 2'):
     train.train(config, str(tmp_path))
   assert CheckpointManager(str(tmp_path)).all_steps() == [2]

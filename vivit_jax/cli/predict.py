@@ -8,6 +8,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from vivit_jax.cli import common
+from vivit_jax.data.ingest import video_files, video_io
 from vivit_jax.paths import PathError
 from vivit_jax.serving import predict
 
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument('--window', type=common.positive_float, default=None, help='seconds: one prediction per window')
   parser.add_argument('--fps', type=common.positive_float, default=predict.DEFAULT_FPS, help='decoding frame rate: '
                       'the rate the training videos were prepared at (prepare_data --fps, default 10; at most '
-                      f'{predict.MAX_FPS:g})')
+                      f'{video_io.MAX_FPS:g})')
   parser.add_argument('--batch_size', type=common.positive_int, default=None, help='views per forward pass')
   parser.add_argument('--output', default=None, help='write the predictions to this JSON Lines file')
   return parser
@@ -75,7 +76,7 @@ def _find_videos(inputs: Sequence[str]) -> List[str]:
   for path in inputs:
     found = predict.expand_inputs([path])
     if not found:
-      print(f'warning: {path}: no {", ".join(predict.VIDEO_EXTENSIONS)} file in this directory', file=sys.stderr)
+      print(f'warning: {path}: no {", ".join(video_files.VIDEO_EXTENSIONS)} file in this directory', file=sys.stderr)
     paths.extend(found)
   return predict.expand_inputs(paths)
 
@@ -132,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return common.fail(common.UsageError(f'--output={args.output} is one of the input videos; writing it would '
                                          'destroy it'))
   if not paths:
-    print(f'error: no video file ({", ".join(predict.VIDEO_EXTENSIONS)}) in {", ".join(args.inputs)}',
+    print(f'error: no video file ({", ".join(video_files.VIDEO_EXTENSIONS)}) in {", ".join(args.inputs)}',
           file=sys.stderr)
     return 1
   try:

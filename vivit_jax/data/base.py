@@ -72,6 +72,7 @@ class SplitFacts:
   records: int  # Videos in the split (all processes together).
   label_min: Optional[int] = None  # The smallest class index (after label_offset); None: not known.
   label_max: Tuple[int, ...] = ()  # The largest class index per stored label position (after label_offset).
+  labels_per_video: Optional[Tuple[int, int]] = None  # (fewest, most) class indices of a labelled video.
   unlabeled: int = 0  # Videos without a label.
   classes: Optional[int] = None  # Classes the data itself declares (a TFDS ClassLabel), if it does.
   problems: Tuple[str, ...] = ()  # What makes the split unusable: unreadable shards, videos without frames.

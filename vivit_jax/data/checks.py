@@ -5,7 +5,8 @@ label beyond `num_classes` one-hot encodes to all zeros, so `num_classes=1` on t
 accuracy 1.0). So every split a run reads is checked first, from `Pipeline.split_facts` (DMVR shards are read
 once and cached; TFDS and synthetic data know their facts without reading):
 
-- every label is in [0, num_classes), per head for multi-head tasks, after `label_offset`; every video has one;
+- every label is in [0, num_classes), per head for multi-head tasks (one index per head), after `label_offset`;
+  every video has one (a multi-label video may have none);
 - the videos counted match `dataset_configs.examples_per_subset` where it is set (an error naming both numbers);
 - the split holds videos, and no shard is unreadable (truncated, CRC-corrupt: named with the record where it
   breaks) and no record lacks frames; empty shards are named in a warning;
@@ -28,16 +29,19 @@ def _label_problems(pipeline: Pipeline, split: str, facts: SplitFacts) -> List[s
   offset = pipeline.config.dataset_configs.get('label_offset') or 0
   shifted = f' after label_offset {offset}' if offset else ''
   problems = []
-  if facts.unlabeled:
+  if facts.unlabeled and not task.multi_label:  # A multi-label video may belong to no class.
     problems.append(f'{where}: {facts.unlabeled} of {facts.records} videos have no label')
   if facts.label_min is not None and facts.label_min < 0:
     problems.append(f'{where}: class index {facts.label_min}{shifted} is negative; expected indices in '
                     f'[0, {task.num_classes}) (check dataset_configs.label_offset)')
   if task.multi_head:
     bounds = [(f"head '{h.name}'", h.num_classes, m) for h, m in zip(task.heads, facts.label_max)]
-    if len(facts.label_max) > len(task.heads):
-      problems.append(f'{where}: videos store {len(facts.label_max)} class indices, but class_splits defines '
-                      f'{len(task.heads)} heads')
+    heads = len(task.heads)
+    if facts.labels_per_video not in (None, (heads, heads)):
+      fewest, most = facts.labels_per_video
+      stored = f'{fewest}' if fewest == most else f'{fewest} to {most}'
+      problems.append(f'{where}: videos store {stored} class indices, but class_splits defines {heads} heads; '
+                      'expected one index per head')
   else:
     bounds = [('dataset_configs.num_classes', task.num_classes, max(facts.label_max))] if facts.label_max else []
   for name, size, largest in bounds:

@@ -1,36 +1,41 @@
 """Where records break, found before training and named while reading.
 
-One read of every DMVR shard before training gives its records, labels and frame counts, and where it breaks.
-`scan_shards(files)` reads each TFRecord file once (parsing the labels and counting the frames, decoding no
-JPEG) and caches the result by (path, size, mtime), so a rerun or another split reading the same files costs
-nothing. The pipeline takes its record counts from here, and `data.checks` holds the results against the config
+One read of every shard before training (DMVR SequenceExamples, or the tf.train.Examples of a TFDS split) gives
+its records, labels and frame counts, and where it breaks. `scan_shards(files, kind)` reads each TFRecord file
+once, several in parallel (parsing the labels and counting the frames, decoding no JPEG), and caches the result
+by (path, size, mtime), so a rerun or another split reading the same files costs nothing. The pipeline takes its record counts from here, and `data.checks` holds the results against the config
 before the first step: a label outside `num_classes`, a truncated or CRC-corrupt shard (named, with the record
 where it breaks), an empty shard or a record without frames.
 
 While reading, every record carries its source ('path record i', or a TFDS id): `sourced_records`. A sampled
-frame that is not a whole JPEG (`whole_jpegs`) or a label out of range stops the pipeline with that source, and
-`reading` turns TensorFlow's error into a DataError naming the split.
+frame that is not a whole JPEG or PNG (`whole_images`) or a label out of range stops the pipeline with that
+source, and `reading` turns TensorFlow's error into a DataError naming the split and, for an error that names no
+record (a frame whose bytes are damaged inside), the record found by decoding that batch's records one by one.
 """
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
 import os
 import re
-from typing import Iterator, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from vivit_jax.data.base import Batch, DataError
+from vivit_jax.data.base import Batch, DataError, SplitFacts
+from vivit_jax.paths import is_remote
 from vivit_jax.data.ingest import dmvr_records
 
 SCAN_CACHE = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'),
                           'vivit_jax', 'shard_scans.json')
-_VERSION = 1  # Bumped whenever ShardScan changes, so stale cache entries are re-read.
-_BATCH = 256
+_VERSION = 2  # Bumped whenever ShardScan changes, so stale cache entries are re-read.
+_BATCH = 16  # Records parsed at once (their frames are held while parsing).
+_PARALLEL_FILES = 8
 _NO_LABEL = np.iinfo(np.int64).min
-JPEG_TAIL = 64  # Bytes at the end of a JPEG frame searched for its EOI marker.
+TFDS_UNLABELED = -1  # The label TFDS (and vivit_jax's builders) store for a video without one.
+IMAGE_TAIL = 64  # Bytes at the end of a frame searched for its end marker (JPEG EOI, PNG IEND).
 
 
 @dataclasses.dataclass
@@ -41,6 +46,7 @@ class ShardScan:
   unlabeled: int = 0  # Records without 'clip/label/index'.
   label_min: Optional[int] = None
   label_max: List[int] = dataclasses.field(default_factory=list)  # Per stored label position.
+  labels_per_record: List[int] = dataclasses.field(default_factory=list)  # [fewest, most] of labelled records.
   no_frames: List[int] = dataclasses.field(default_factory=list)  # Indices of records with no frame (first 5).
   error: Optional[str] = None  # Why reading stopped at record `records`, when it did.
 
@@ -49,19 +55,37 @@ def tf_error_message(error: tf.errors.OpError) -> str:
   """TensorFlow's message without its function-node and op decorations (a failed check: just its message)."""
   message = re.sub(r'\{\{function_node [^}]*\}\}\s*', '', error.message)
   message = re.sub(r'\s*\[Op:\w+\](\s*name:\s*\S*)?', '', message).strip()
-  check = re.search(r'assertion failed: \[(.*?)\]\s*$', message.splitlines()[0] if message else '')
-  if check:
-    return check.group(1)
-  return message.splitlines()[0] if message else type(error).__name__
+  first = message.splitlines()[0] if message else type(error).__name__
+  check = first.find('assertion failed: ')
+  if check < 0:
+    return first
+  # A failed tf.debugging.Assert of ours: [source] [text] [numbers] [text] -> 'source: text [numbers] text'.
+  parts = re.findall(r'\[([^\[\]]*)\]', first[check:])
+  parts = [f'[{p}]' if re.fullmatch(r'-?\d+( -?\d+)*', p) else p for p in parts]
+  return f"{parts[0]}{' '.join(parts[1:])}" if parts else first[check:]
 
 
-def _summarise(serialized: tf.Tensor):
-  """(labels int64 [B, L] padded with _NO_LABEL, frames per record int64 [B]) of a batch of records."""
+def _summarise_dmvr(serialized: tf.Tensor):
+  """(labels int64 [B, L] padded with _NO_LABEL, frames per record int64 [B]) of a batch of DMVR records."""
   context, _, lengths = tf.io.parse_sequence_example(
       serialized, context_features={dmvr_records.LABEL_INDEX_KEY: tf.io.VarLenFeature(tf.int64)},
       sequence_features={dmvr_records.FRAMES_KEY: tf.io.FixedLenSequenceFeature([], tf.string)})
   labels = tf.sparse.to_dense(context[dmvr_records.LABEL_INDEX_KEY], default_value=_NO_LABEL)
   return labels, lengths[dmvr_records.FRAMES_KEY]
+
+
+def _summarise_tfds(serialized: tf.Tensor):
+  """The same of a batch of the tf.train.Examples vivit_jax's TFDS builders write ('label', 'video')."""
+  parsed = tf.io.parse_example(serialized, {'label': tf.io.VarLenFeature(tf.int64),
+                                            'video': tf.io.VarLenFeature(tf.string)})
+  labels = tf.sparse.to_dense(parsed['label'], default_value=_NO_LABEL)
+  labels = tf.where(labels == TFDS_UNLABELED, tf.constant(_NO_LABEL, tf.int64), labels)
+  frames = tf.math.bincount(tf.cast(parsed['video'].indices[:, 0], tf.int32),
+                            minlength=tf.shape(serialized)[0], dtype=tf.int64)
+  return labels, frames
+
+
+_SUMMARIES = {'dmvr': _summarise_dmvr, 'tfds': _summarise_tfds}
 
 
 def _count_readable(path: str) -> int:
@@ -75,17 +99,20 @@ def _count_readable(path: str) -> int:
   return count
 
 
-def scan_shard(path: str) -> ShardScan:
-  """Reads one shard through (see the module docstring)."""
+def scan_shard(path: str, kind: str = 'dmvr') -> ShardScan:
+  """Reads one shard of `kind` ('dmvr' or 'tfds') through (see the module docstring)."""
   scan = ShardScan(path)
   label_max = np.full([0], _NO_LABEL, np.int64)
+  counts = []
   try:
-    for labels, frames in tf.data.TFRecordDataset(path).batch(_BATCH).map(_summarise).as_numpy_iterator():
+    for labels, frames in tf.data.TFRecordDataset(path).batch(_BATCH).map(_SUMMARIES[kind]).as_numpy_iterator():
       start = scan.records
       scan.records += len(frames)
       scan.no_frames.extend((start + np.flatnonzero(frames == 0)).tolist())
       present = labels != _NO_LABEL
-      scan.unlabeled += int(np.sum(~present.any(axis=1))) if labels.shape[1] else len(frames)
+      per_record = present.sum(axis=1) if labels.shape[1] else np.zeros(len(frames), np.int64)
+      scan.unlabeled += int(np.sum(per_record == 0))
+      counts.extend(per_record[per_record > 0].tolist())
       if present.any():
         low = int(labels[present].min())
         scan.label_min = low if scan.label_min is None else min(scan.label_min, low)
@@ -96,39 +123,43 @@ def scan_shard(path: str) -> ShardScan:
     scan.records = _count_readable(path)
     scan.error = f'record {scan.records} is unreadable: {tf_error_message(e)}'
   scan.label_max = [int(v) for v in label_max if v != _NO_LABEL]
+  scan.labels_per_record = [int(min(counts)), int(max(counts))] if counts else []
   scan.no_frames = scan.no_frames[:5]
   return scan
 
 
-def _key(path: str) -> str:
-  stat = os.stat(path)
-  return hashlib.sha1(f'{_VERSION}|{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}'.encode()).hexdigest()
+def _key(path: str, kind: str) -> str:
+  stat = tf.io.gfile.stat(path)  # gfile: local paths and gs:// alike.
+  where = path if is_remote(path) else os.path.abspath(path)
+  return hashlib.sha1(f'{_VERSION}|{kind}|{where}|{stat.length}|{stat.mtime_nsec}'.encode()).hexdigest()
 
 
-def scan_shards(files: Sequence[str], cache_path: Optional[str] = None) -> List[ShardScan]:
+def _cached(entry) -> Optional[ShardScan]:
+  try:
+    return ShardScan(**entry) if isinstance(entry, dict) else None
+  except TypeError:
+    return None
+
+
+def scan_shards(files: Sequence[str], kind: str = 'dmvr', cache_path: Optional[str] = None) -> List[ShardScan]:
   """`scan_shard` of every file, each read once per (path, size, mtime) thanks to a JSON cache (default
-  SCAN_CACHE; an unreadable cache, or a read-only home, only costs a rescan). Entries of files that no longer
-  exist are dropped when the cache is written."""
+  SCAN_CACHE; an unreadable cache, or a read-only home, only costs a rescan); files not in the cache are read
+  in parallel. Entries of files that no longer exist are dropped when the cache is written."""
   cache_path = cache_path or SCAN_CACHE
   try:
     with open(cache_path) as f:
       cache = json.load(f)
   except (OSError, ValueError):
     cache = {}
-  scans, changed = [], False
-  for path in files:
-    key = _key(path)
-    entry = cache.get(key)
-    try:
-      scan = dataclasses.replace(ShardScan(**entry), path=path) if isinstance(entry, dict) else None
-    except TypeError:
-      scan = None
-    if scan is None:
-      scan = scan_shard(path)
-      cache[key], changed = dataclasses.asdict(scan), True
-    scans.append(scan)
-  if changed:
-    cache = {k: v for k, v in cache.items() if isinstance(v, dict) and os.path.exists(str(v.get('path')))}
+  keys = [_key(path, kind) for path in files]
+  scans = [_cached(cache.get(key)) for key in keys]
+  missing = [i for i, scan in enumerate(scans) if scan is None]
+  if missing:
+    with concurrent.futures.ThreadPoolExecutor(min(_PARALLEL_FILES, len(missing))) as pool:
+      for i, scan in zip(missing, pool.map(lambda i: scan_shard(files[i], kind), missing)):
+        scans[i] = scan
+        cache[keys[i]] = dataclasses.asdict(scan)
+    cache = {k: v for k, v in cache.items() if isinstance(v, dict) and tf.io.gfile.exists(str(v.get('path')))}
     try:
       os.makedirs(os.path.dirname(cache_path), exist_ok=True)
       tmp = f'{cache_path}.tmp-{os.getpid()}'
@@ -137,22 +168,40 @@ def scan_shards(files: Sequence[str], cache_path: Optional[str] = None) -> List[
       os.replace(tmp, cache_path)
     except OSError:
       pass
-  return scans
+  return [dataclasses.replace(scan, path=path) for scan, path in zip(scans, files)]
 
 
-def whole_jpegs(jpegs: tf.Tensor) -> tf.Tensor:
-  """Whether every JPEG of a [N] string tensor starts with its SOI marker and has its EOI marker among the last
-  JPEG_TAIL bytes (a cheap test of truncation and of bytes that are no JPEG at all; decodes nothing)."""
-  pad = tf.fill(tf.shape(jpegs), b'\0' * JPEG_TAIL)
-  padded = tf.strings.join([pad, jpegs, pad])
-  length = tf.strings.length(padded)
-  head = tf.io.decode_raw(tf.strings.substr(padded, tf.fill(tf.shape(jpegs), JPEG_TAIL), 2 * tf.ones_like(length)),
-                          tf.uint8)
-  tail = tf.io.decode_raw(tf.strings.substr(padded, length - 2 * JPEG_TAIL, JPEG_TAIL * tf.ones_like(length)),
-                          tf.uint8)
-  starts = (head[:, 0] == 0xFF) & (head[:, 1] == 0xD8)
-  ends = tf.reduce_any((tail[:, :-1] == 0xFF) & (tail[:, 1:] == 0xD9), axis=1)
-  return tf.reduce_all(starts & ends)
+def facts_of_scans(source: str, scans: Sequence[ShardScan], label_offset: int) -> SplitFacts:
+  """A split's facts (`data.checks`) from the scans of its shards; labels shifted by `label_offset`."""
+  widths = max([len(s.label_max) for s in scans] + [0])
+  label_max = tuple(max(s.label_max[k] for s in scans if len(s.label_max) > k) - label_offset
+                    for k in range(widths))
+  lows = [s.label_min for s in scans if s.label_min is not None]
+  counts = [c for s in scans for c in s.labels_per_record]
+  problems = tuple(f'{s.path}: {s.error}' for s in scans if s.error)
+  problems += tuple(f'{s.path}: record(s) {s.no_frames} hold no frames' for s in scans if s.no_frames)
+  return SplitFacts(source=source, records=sum(s.records for s in scans),
+                    label_min=min(lows) - label_offset if lows else None, label_max=label_max,
+                    labels_per_video=(min(counts), max(counts)) if counts else None,
+                    unlabeled=sum(s.unlabeled for s in scans), problems=problems,
+                    notes=tuple(f'{s.path} holds no records' for s in scans if not s.records and not s.error))
+
+
+def whole_images(frames: tf.Tensor) -> tf.Tensor:
+  """Whether every frame of a [N] string tensor is a whole JPEG (SOI marker first, EOI marker among the last
+  IMAGE_TAIL bytes) or a whole PNG (signature first, IEND chunk at the end): a cheap test of truncation and of
+  bytes that are no image at all; decodes nothing, copies a few bytes per frame."""
+  length = tf.strings.length(frames)
+  head = tf.io.decode_raw(tf.strings.substr(frames, tf.zeros_like(length), tf.fill(tf.shape(length), 8)),
+                          tf.uint8, fixed_length=8)
+  tail = tf.io.decode_raw(tf.strings.substr(frames, tf.maximum(length - IMAGE_TAIL, 0),
+                                            tf.fill(tf.shape(length), IMAGE_TAIL)), tf.uint8, fixed_length=IMAGE_TAIL)
+  jpeg = ((head[:, 0] == 0xFF) & (head[:, 1] == 0xD8)
+          & tf.reduce_any((tail[:, :-1] == 0xFF) & (tail[:, 1:] == 0xD9), axis=1))
+  png_signature = tf.constant([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], tf.uint8)
+  iend = tf.constant([0x49, 0x45, 0x4E, 0x44], tf.uint8)  # 'IEND', then its 4-byte CRC: the last 8 bytes.
+  png = tf.reduce_all(head == png_signature, axis=1) & tf.reduce_all(tail[:, -8:-4] == iend, axis=1)
+  return tf.reduce_all(jpeg | png)
 
 
 def sourced_records(path: tf.Tensor) -> tf.data.Dataset:
@@ -161,10 +210,29 @@ def sourced_records(path: tf.Tensor) -> tf.data.Dataset:
       lambda i, record: (record, tf.strings.join([path, ' record ', tf.strings.as_string(i)])))
 
 
-def reading(batches: Iterator[Batch], what: str) -> Iterator[Batch]:
+def failing_source(records: tf.data.Dataset, example: Callable[..., object],
+                    source_of: Callable[..., tf.Tensor]) -> Optional[str]:
+  """The source of the first of `records` that `example` cannot process alone (after a batch of them failed)."""
+  for element in records:
+    try:
+      for _ in tf.data.Dataset.from_tensors(element).map(example):
+        pass
+    except tf.errors.OpError:
+      return source_of(*element).numpy().decode('utf-8', 'replace')
+  return None
+
+
+def reading(batches: Iterator[Batch], what: str,
+            locate: Optional[Callable[[int], Optional[str]]] = None) -> Iterator[Batch]:
   """`batches`, with TensorFlow's errors (an unreadable record, a check of `_label` or `_frames`) raised as
-  DataError naming `what` is being read."""
+  DataError naming `what` is being read. An error that names no record (a failed check names its own) is
+  pinned on one by `locate(batch)`: the source of the record of that batch that fails alone, or None."""
+  done = 0
   try:
-    yield from batches
+    for batch in batches:
+      yield batch
+      done += 1
   except tf.errors.OpError as e:
-    raise DataError(f'{what}: {tf_error_message(e)}') from e
+    message = tf_error_message(e)
+    culprit = None if 'assertion failed' in e.message or locate is None else locate(done)
+    raise DataError(f'{what}: {culprit + ": " if culprit else ""}{message}') from e

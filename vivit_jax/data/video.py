@@ -15,6 +15,7 @@ Records hold JPEG frames; only the sampled frames are decoded. Everything random
 TensorFlow is kept off the accelerators.
 """
 
+import dataclasses
 import os
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -24,7 +25,8 @@ import tensorflow as tf
 from vivit_jax.data.base import (LABEL_MAP_FILE, SINGLE_VIEW, Batch, DataError, Pipeline, SplitFacts, Views,
                                  read_label_map)
 from vivit_jax.data.ingest import dmvr_records
-from vivit_jax.data.integrity import reading, scan_shards, sourced_records, whole_jpegs
+from vivit_jax.data.integrity import (ShardScan, facts_of_scans, failing_source, reading, scan_shards,
+                                      sourced_records, whole_images)
 from vivit_jax.data.transforms import augment, sampling
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -57,6 +59,7 @@ class VideoPipeline(Pipeline):
     self.d = d
     self.aug = augment.augmentation_params(config)
     self._parts: Dict[str, _Part] = {}
+    self._scans: Dict[str, List[ShardScan]] = {}
 
   # --- Sources -------------------------------------------------------------------------------------------
   def _part(self, split: str) -> _Part:
@@ -83,30 +86,36 @@ class VideoPipeline(Pipeline):
   # --- Per-example processing ----------------------------------------------------------------------------
   def _label(self, indices: tf.Tensor, source: tf.Tensor) -> tf.Tensor:
     """One-hot / multi-hot float32 [C] from stored indices (minus label_offset). Multi-head models store one
-    index per head, each counted within its head. A video without a label, or with one out of range, stops the
-    pipeline naming `source` (data.checks catches these before training where the data can be scanned)."""
-    indices = tf.cast(indices, tf.int32) - self.d.label_offset
+    index per head, each counted within its head. A label out of range, a video without one (multi-label videos
+    may have none), or a multi-head video without one index per head stops the pipeline naming `source`
+    (data.checks catches these before training where the data is scanned)."""
+    indices = stored = tf.cast(indices, tf.int32) - self.d.label_offset
     if self.task.multi_head:
+      heads = len(self.task.heads)
       sizes = tf.constant([h.num_classes for h in self.task.heads], tf.int32)
-      indices = indices[:len(self.task.heads)]
-      in_range = indices < sizes[:tf.shape(indices)[0]]
-      indices = indices + tf.constant(self.task.head_offsets, tf.int32)[:tf.shape(indices)[0]]
+      present = tf.size(indices) == heads
+      indices = tf.pad(indices, [[0, tf.maximum(heads - tf.size(indices), 0)]])[:heads]
+      ok = present & tf.reduce_all(indices < sizes) & tf.reduce_all(indices >= 0)
+      indices = indices + tf.constant(self.task.head_offsets, tf.int32)
+      expected = f'one class index per head within class_splits {tuple(h.num_classes for h in self.task.heads)}'
     else:
-      in_range = indices < self.num_classes
-    ok = (tf.size(indices) > 0) & tf.reduce_all(in_range) & tf.reduce_all(indices >= 0)
-    message = tf.strings.join([source, tf.strings.format(
-        f': class indices {{}} (after label_offset {self.d.label_offset}) are not within the {self.num_classes} '
-        'classes of the config', [indices])])
-    with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+      ok = tf.reduce_all(indices < self.num_classes) & tf.reduce_all(indices >= 0)
+      if not self.task.multi_label:
+        ok = ok & (tf.size(indices) > 0)
+      expected = f'class indices within the {self.num_classes} classes of the config'
+    # Assert formats its data only when it fails: nothing is spent on messages for good records.
+    check = tf.debugging.Assert(ok, [source, ': class indices', stored, f'after label_offset '
+                                     f'{self.d.label_offset}; expected {expected}'])
+    with tf.control_dependencies([check]):
       hot = tf.one_hot(indices, self.num_classes, dtype=tf.float32)
     return tf.minimum(tf.reduce_sum(hot, axis=0), 1.0)
 
   def _frames(self, jpegs: tf.Tensor, indices: tf.Tensor, source: tf.Tensor) -> tf.Tensor:
-    """The decoded frames at `indices`; a frame that is not a whole JPEG stops the pipeline naming `source`."""
+    """The decoded frames at `indices`; a frame that is not a whole image stops the pipeline naming `source`."""
     picked = tf.gather(jpegs, indices)
-    message = tf.strings.join([source, tf.strings.format(
-        ': a frame of the sampled indices {} is not a whole JPEG (truncated or corrupt)', [indices])])
-    with tf.control_dependencies([tf.debugging.Assert(whole_jpegs(picked), [message])]):
+    check = tf.debugging.Assert(whole_images(picked), [
+        source, ': a frame of the sampled indices', indices, 'is not a whole JPEG (truncated or corrupt)'])
+    with tf.control_dependencies([check]):
       picked = tf.identity(picked)
     return tf.map_fn(lambda j: tf.io.decode_jpeg(j, channels=3), picked,
                      fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8), parallel_iterations=16)
@@ -160,17 +169,23 @@ class VideoPipeline(Pipeline):
     return tf.data.Dataset.zip((records, positions)).map(
         lambda record, i: (record, tf.stack([seed[0] * 7_919 + seed[1], i])))
 
-  def train_batches(self, start_step: int) -> Iterator[Batch]:
+  def _train_records(self, start_step: int) -> tf.data.Dataset:
+    """This process's ((record, source), seed) stream from training batch `start_step` on."""
     part = self.part('train')
     if part.size == 0:
       raise DataError(f"process {self.process_index} has no training videos in split 'train'")
-    local = self._local_size(self.batch_size)
-    epoch, position = divmod(start_step * local, part.size)
+    epoch, position = divmod(start_step * self._local_size(self.batch_size), part.size)
     first = self._epoch(part, tf.constant(epoch, tf.int64)).skip(position)
     rest = tf.data.Dataset.range(epoch + 1, 2 ** 62).flat_map(lambda e: self._epoch(part, e))
-    ds = first.concatenate(rest).map(self._train_example, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return first.concatenate(rest)
+
+  def train_batches(self, start_step: int) -> Iterator[Batch]:
+    local = self._local_size(self.batch_size)
+    ds = self._train_records(start_step).map(self._train_example, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.batch(local, drop_remainder=True).prefetch(AUTOTUNE)
-    return reading(ds.as_numpy_iterator(), f"reading split 'train' ({self.source('train')})")
+    locate = lambda b: failing_source(self._train_records(start_step + b).take(local), self._train_example,
+                                       lambda sourced, seed: sourced[1])
+    return reading(ds.as_numpy_iterator(), f"reading split 'train' ({self.source('train')})", locate)
 
   def eval_batches(self, split: str, views: Views = SINGLE_VIEW,
                    batch_size: Optional[int] = None) -> Iterator[Batch]:
@@ -179,13 +194,15 @@ class VideoPipeline(Pipeline):
     part = self.part(split)
     size = batch_size or self.eval_batch_size
     local = self._local_size(size)
-    ds = part.make(None).map(lambda r, source: self._eval_example(r, source, views), num_parallel_calls=AUTOTUNE,
-                             deterministic=True)
+    example = lambda r, source: self._eval_example(r, source, views)
+    ds = part.make(None).map(example, num_parallel_calls=AUTOTUNE, deterministic=True)
     padding = self.num_local_eval_batches(split, size) * local - part.size
     if padding:
       ds = ds.concatenate(tf.data.Dataset.from_tensors(self._blank(views)).repeat(padding))
+    locate = lambda b: failing_source(part.make(None).skip(b * local).take(local), example,
+                                       lambda record, source: source)
     return reading(ds.batch(local).prefetch(AUTOTUNE).as_numpy_iterator(),
-                    f"reading split '{split}' ({self.source(split)})")
+                   f"reading split '{split}' ({self.source(split)})", locate)
 
   def _blank(self, views: Views) -> Dict[str, tf.Tensor]:
     """A padding example (batch_mask 0)."""
@@ -256,37 +273,32 @@ class DMVRPipeline(VideoPipeline):
   def source(self, split: str) -> str:
     return f'table {self.d.tables[split]!r} under base_dir {self.d.base_dir!r}'
 
+  def scans(self, split: str) -> List[ShardScan]:
+    """One cached read of every shard of `split` (`integrity.scan_shards`), made once per pipeline."""
+    if split not in self._scans:
+      self._scans[split] = scan_shards(self.files(split))
+    return self._scans[split]
+
   def split_facts(self, split: str) -> SplitFacts:
-    """From one cached read of every shard (`shard_scan`)."""
-    scans = scan_shards(self.files(split))
-    offset = self.d.label_offset
-    widths = max([len(s.label_max) for s in scans] + [0])
-    label_max = tuple(max(s.label_max[k] for s in scans if len(s.label_max) > k) - offset for k in range(widths))
-    lows = [s.label_min for s in scans if s.label_min is not None]
-    problems = tuple(f'{s.path}: {s.error}' for s in scans if s.error)
-    problems += tuple(f'{s.path}: record(s) {s.no_frames} hold no frames' for s in scans if s.no_frames)
-    return SplitFacts(source=self.source(split), records=sum(s.records for s in scans),
-                      label_min=min(lows) - offset if lows else None, label_max=label_max,
-                      unlabeled=sum(s.unlabeled for s in scans), problems=problems,
-                      notes=tuple(f'{s.path} holds no records' for s in scans if not s.records and not s.error))
+    return facts_of_scans(self.source(split), self.scans(split), self.d.label_offset)
 
   def part_sizes(self, split: str) -> List[int]:
     files = self.files(split)
-    counts = [s.records for s in scan_shards(files)]
+    counts = [s.records for s in self.scans(split)]
     if len(files) >= self.process_count:
       return [sum(counts[p::self.process_count]) for p in range(self.process_count)]
     total = sum(counts)
     return [len(range(p, total, self.process_count)) for p in range(self.process_count)]
 
   def _total_size(self, split: str) -> int:
-    return sum(s.records for s in scan_shards(self.files(split)))
+    return sum(s.records for s in self.scans(split))
 
   def _part(self, split: str) -> _Part:
     files, record_shard = self._assignment(split)
     if record_shard:
       size = self.part_sizes(split)[self.process_index]
     else:
-      size = sum(s.records for s in scan_shards(files))
+      size = sum(s.records for s in self.scans(split)[self.process_index::self.process_count])
 
     def make(seed: Optional[tf.Tensor]) -> tf.data.Dataset:
       names = tf.constant(files)
@@ -364,15 +376,15 @@ class TFDSPipeline(VideoPipeline):
     return f"TFDS '{self.d.tfds_name}' split '{split}' under {self.d.base_dir!r}"
 
   def split_facts(self, split: str) -> SplitFacts:
-    """From the prepared dataset's info: its count and its ClassLabel's size (labels are checked as read)."""
+    """From one cached read of the split's shards (labels, frames, readability) and its ClassLabel's size."""
     if split not in self.builder.info.splits:
       raise DataError(f"{self.source(split)}: the prepared dataset has no such split; it has "
                       f'{sorted(self.builder.info.splits)}')
-    return SplitFacts(source=self.source(split), records=self._total_size(split),
-                      classes=self.builder.info.features['label'].num_classes)
-
-  def _decode_record(self, record):
-    return record['video'], tf.reshape(record['label'], [-1])
+    if split not in self._scans:
+      files = [os.fspath(f) for f in self.builder.info.splits[split].filepaths]
+      self._scans[split] = scan_shards(files, kind='tfds')
+    facts = facts_of_scans(self.source(split), self._scans[split], 0)
+    return dataclasses.replace(facts, classes=self.builder.info.features['label'].num_classes)
 
   @property
   def label_names(self) -> List[str]:

@@ -49,13 +49,11 @@ import tensorflow as tf
 from vivit_jax import sharding, tasks
 from vivit_jax.checkpoints.restore import restore_for_use
 from vivit_jax.data import Views
-from vivit_jax.data.ingest import video_io
+from vivit_jax.data.ingest import video_files, video_io
 from vivit_jax.data.transforms import augment, sampling
 from vivit_jax.serving.frame_plan import FramePlan, Group, ViewBatches, iter_windows
 
 DEFAULT_FPS = 10.0  # Frame rate of prepare_data and DMVR's generator.
-MAX_FPS = 1000.0  # A higher decoding rate is a typo: it would repeat every frame of a video hundreds of times.
-VIDEO_EXTENSIONS = ('.mp4', '.webm', '.avi', '.mkv', '.mov')
 MAX_BATCH_SIZE = 32  # Default cap on views per forward pass.
 
 TopK = List[Tuple[str, float]]
@@ -96,8 +94,8 @@ def request_problem(top_k: int, window: Optional[float], fps: float) -> Optional
     return f'top_k must be an integer of at least 1; got {top_k!r}'
   if window is not None and not (math.isfinite(window) and window > 0):
     return f'window must be a positive number of seconds; got {window!r}'
-  if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
-    return f'fps must be a frame rate in (0, {MAX_FPS:g}]; got {fps!r}'
+  if not (math.isfinite(fps) and 0 < fps <= video_io.MAX_FPS):
+    return f'fps must be a frame rate in (0, {video_io.MAX_FPS:g}]; got {fps!r}'
   return None
 
 
@@ -265,7 +263,7 @@ class Predictor:
 
 
 def expand_inputs(paths: Iterable[str]) -> List[str]:
-  """Files as given; directories walked (sorted) for files with a `VIDEO_EXTENSIONS` extension; each path once."""
+  """Files as given; directories walked (sorted) for files with a `video_files.VIDEO_EXTENSIONS` extension; each path once."""
   out, seen = [], set()
   for path in paths:
     found = [path]
@@ -273,7 +271,7 @@ def expand_inputs(paths: Iterable[str]) -> List[str]:
       found = []
       for root, dirs, files in os.walk(path):
         dirs.sort()
-        found.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(VIDEO_EXTENSIONS))
+        found.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(video_files.VIDEO_EXTENSIONS))
     for file in found:
       if os.path.normpath(file) not in seen:
         seen.add(os.path.normpath(file))

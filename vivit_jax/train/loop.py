@@ -65,7 +65,9 @@ def setup(config: ml_collections.ConfigDict, workdir: str = '', devices: Optiona
   """The named setup steps, all abstract: nothing here allocates the model's state. `devices` defaults to
   every device of every process. The data is checked against the config here (`check_data`), before any step."""
   mesh = sharding_lib.create_mesh(config.mesh, devices)
+  _check_batch_fits_mesh(config, mesh)
   pipeline = create_pipeline(config)
+  label_names = pipeline.label_names  # Cheap checks first: a label_map.json that disagrees, then the shards.
   check_data(pipeline, ['train'] + evaluated_splits(config, pipeline))
   num_steps, steps_per_epoch = training_length(config, pipeline.num_examples('train'))
   check_schedule(config, num_steps)  # Epochs without examples_per_subset.train are only now steps.
@@ -75,8 +77,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str = '', devices: Optiona
   init = state_lib.init_fn(model, tx, input_shape(config), config.rng_seed,
                            use_ema=config.ema_decay is not None)
   abstract, shardings = state_lib.abstract_state(init, mesh)
-  _check_batch_fits_mesh(config, mesh)
-  return Run(config, workdir, mesh, pipeline, pipeline.label_names, num_steps, steps_per_epoch, model, schedule,
+  return Run(config, workdir, mesh, pipeline, label_names, num_steps, steps_per_epoch, model, schedule,
              tx, init, abstract, shardings)
 
 
@@ -179,8 +180,13 @@ class _Loop:
       self.pending = []
 
   def evaluate(self, state: state_lib.TrainState, step: int, last: bool = False) -> None:
-    """The evaluations due at `step` (all of them at the last step)."""
-    scalars = self.evaluators(state.params, state.ema_params, step, last)
+    """The evaluations due at `step` (all of them at the last step); one that fails saves `step` first."""
+    try:
+      scalars = self.evaluators(state.params, state.ema_params, step, last)
+    except Exception:
+      if jax.process_count() == 1:  # As for a bad batch: a save is collective.
+        self.save(state, step, force=True)
+      raise
     if scalars:
       self.flush()
       self.reporter.write(step, scalars)
@@ -204,8 +210,8 @@ class _Loop:
       try:
         batch = next(batches)
       except DataError:
-        if step - 1 > start:
-          self.save(state, step - 1, force=True)
+        if step - 1 > start and jax.process_count() == 1:  # A save is collective: the other processes are
+          self.save(state, step - 1, force=True)  # in the step, so only a single process saves here.
         raise
       state, step_metrics = self.train_step(state, batch)
       self.pending.append((step, step_metrics))

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional
 
 import jax
 
-from vivit_jax.paths import PathError
+from vivit_jax.paths import PathError, is_remote
 
 TOKEN_PREFIX = '.vivit_jax-shared-workdir-'  # + the nonce; removed once every process has read it.
 TIMEOUT_S = 120.0  # How long a process waits for the others to reach the check.
@@ -42,10 +42,6 @@ def _client() -> Optional[Any]:
   """The JAX distributed runtime client (what Orbax uses for its own barriers), or None without one."""
   from jax._src import distributed  # pylint: disable=g-import-not-at-top
   return distributed.global_state.client
-
-
-def _remote(path: str) -> bool:
-  return '://' in path
 
 
 def _token_path(workdir: str, nonce: str) -> str:
@@ -110,7 +106,7 @@ def _raise_if_disagree(verdicts: List[Optional[Dict[str, Any]]], timeout_s: floa
       problems.append(f'process {i} did not reach the workdir check within {timeout_s:.0f} s')
     elif v['problem']:
       problems.append(f"process {i} {v['problem']}")
-    elif _remote(v['workdir']) and verdicts[0] and v['workdir'] != verdicts[0]['workdir']:
+    elif is_remote(v['workdir']) and verdicts[0] and v['workdir'] != verdicts[0]['workdir']:
       problems.append(f'process {i} has another remote workdir than process 0')
   if problems:
     raise SharedWorkdirError(f"every process needs the same shared workdir (one directory that all of them "
@@ -131,17 +127,17 @@ def check_shared_workdir(workdir: str, timeout_s: float = TIMEOUT_S, settle_s: f
                     jax.process_count(), workdir)
     return
   prefix, index = f'{_KEY_PREFIX}/{next(_calls)}', jax.process_index()
-  workdir = workdir if _remote(workdir) else os.path.abspath(workdir)  # Errors name the directory it resolved to.
+  workdir = workdir if is_remote(workdir) else os.path.abspath(workdir)  # Errors name the directory it resolved to.
   deadline = time.monotonic() + timeout_s
   if index == 0:
     nonce = secrets.token_hex(16)
-    problem = None if _remote(workdir) else _write_token(workdir, nonce)
+    problem = None if is_remote(workdir) else _write_token(workdir, nonce)
     client.key_value_set(f'{prefix}/nonce', '' if problem else nonce)
   else:
     nonce = _get(client, f'{prefix}/nonce', deadline)
     if nonce is None:
       problem = f'heard nothing from process 0 within {timeout_s:.0f} s'
-    elif not nonce or _remote(workdir):
+    elif not nonce or is_remote(workdir):
       problem = None  # Process 0 wrote no token (its error is raised below), or an object store: compared below.
     else:
       problem = _read_token(workdir, nonce, settle_s)
@@ -150,7 +146,7 @@ def check_shared_workdir(workdir: str, timeout_s: float = TIMEOUT_S, settle_s: f
   verdicts = [mine if i == index else _get(client, f'{prefix}/verdict/{i}', deadline + settle_s)
               for i in range(jax.process_count())]
   verdicts = [json.loads(v) if isinstance(v, str) else v for v in verdicts]
-  if index == 0 and None not in verdicts and not _remote(workdir):  # Everyone has read it (a late one may not).
+  if index == 0 and None not in verdicts and not is_remote(workdir):  # Everyone has read it (a late one may not).
     try:
       os.remove(_token_path(workdir, nonce))
     except OSError:

@@ -47,7 +47,7 @@ from vivit_jax.data.ingest.parallel import Progress, ordered_map
 
 STATE_DIR = '.prepare'  # Temporary shards and per-shard sidecars, inside the output directory.
 _FORMAT_VERSION = 2  # Part of every shard fingerprint; bump when the record or sidecar content changes.
-MAX_FPS = 1000.0  # Beyond this, resampling only repeats frames (and memory grows with it).
+MAX_FPS = video_io.MAX_FPS
 MAX_SHORT_SIDE = 8192  # 8K video has a short side of 4320.
 MAX_WORKERS = 1024
 MAX_SHARDS = 99_999  # Shard names have five digits.

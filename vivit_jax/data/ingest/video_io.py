@@ -40,6 +40,7 @@ _PROBE_OPTIONS = {'probesize': str(5 << 20), 'analyzeduration': str(5_000_000)}
 _TIME_EPSILON = 1e-4  # Seconds; absorbs float rounding when comparing frame and target times.
 _MAX_HOLD_SECONDS = 10.0  # Resampling repeats one frame for at most this long.
 # A file is partial when it decodes more than this fraction (and more than one frame) short of its declared count.
+MAX_FPS = 1000.0  # A higher decoding rate only repeats frames, hundreds of times (and memory grows with it).
 _PARTIAL_SLACK = 0.02
 
 
