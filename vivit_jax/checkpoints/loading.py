@@ -33,7 +33,7 @@ from vivit_jax.checkpoints.formats import as_numpy_tree, check_weights
 from vivit_jax.checkpoints.formats import scenic
 from vivit_jax.checkpoints.formats import vit_npz
 from vivit_jax.checkpoints.manager import (CheckpointError, CheckpointManager, describe_mismatch, leaf_shapes,
-                                           short_error, warn_unreadable)
+                                           newest_readable, short_error)
 
 FORMATS = ('vivit_jax', 'scenic', 'vit_npz', 'big_vision', 'huggingface')
 _STATE, _METADATA, _CHECKPOINTS = 'state', 'metadata', 'checkpoints'
@@ -101,15 +101,8 @@ def _newest_readable(path: str, read: Callable[[str], _T]) -> tuple[str, _T]:
   if not steps:
     raise CheckpointError(f'No vivit_jax checkpoint in {path}: no step directories <step>/{_STATE}/ in '
                           f'{_checkpoints_dir(path)}')
-  failures = []
-  for step in sorted(steps, reverse=True):
-    try:
-      return steps[step], read(steps[step])
-    except CheckpointError:
-      raise
-    except Exception as e:  # noqa: BLE001
-      failures.append(warn_unreadable(steps[step], e, stacklevel=4))
-  raise CheckpointError('No checkpoint in {} can be read:\n{}'.format(_checkpoints_dir(path), '\n'.join(failures)))
+  step, value, _ = newest_readable(steps, lambda s: read(steps[s]), _checkpoints_dir(path), stacklevel=3)
+  return steps[step], value
 
 
 def _read_params(step_dir: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import os
 import signal
 import types
 import warnings
-from typing import Any, Self
+from typing import Any, Callable, Self, TypeVar
 
 import jax
 import orbax.checkpoint as ocp
@@ -32,6 +32,9 @@ _STATE = 'state'
 _METADATA = 'metadata'
 
 PyTree = Any
+
+
+_T = TypeVar('_T')
 
 
 class CheckpointError(ValueError):
@@ -94,6 +97,23 @@ def warn_unreadable(path: str, error: Exception, stacklevel: int = 2) -> str:
   warnings.warn(f'Cannot read checkpoint {path} ({text}); trying the next older one.', RuntimeWarning,
                 stacklevel=stacklevel + 1)
   return f'  {path}: {text}'
+
+
+def newest_readable(step_dirs: dict[int, str], read: Callable[[int], _T], where: str,
+                    stacklevel: int = 2) -> tuple[int, _T, set[int]]:
+  """(step, `read(step)`, the newer steps skipped) for the newest step of `step_dirs` that `read` can read: the
+  one fallback of the trainer's resume, evaluation and prediction. A CheckpointError (a readable step whose
+  content is wrong) is raised; any other error makes a step unreadable, skipped with `warn_unreadable`."""
+  failures, skipped = [], set()
+  for step in sorted(step_dirs, reverse=True):
+    try:
+      return step, read(step), skipped
+    except CheckpointError:
+      raise
+    except Exception as e:  # noqa: BLE001
+      failures.append(warn_unreadable(step_dirs[step], e, stacklevel=stacklevel + 1))
+      skipped.add(step)
+  raise CheckpointError('No checkpoint in {} can be read:\n{}'.format(where, '\n'.join(failures)))
 
 
 def _handler_registry() -> ocp.handlers.DefaultCheckpointHandlerRegistry:
@@ -241,20 +261,11 @@ class CheckpointManager:
 
   def _restore_newest_readable(self, steps: list[int],
                                abstract_state: PyTree) -> tuple[int, PyTree, dict[str, Any]]:
-    """Tries `steps` newest first; anything but a model mismatch counts as an unreadable checkpoint."""
-    failures, unreadable = [], set()
-    for step in reversed(steps):
-      try:
-        restored = self._restore_step(step, abstract_state)
-      except CheckpointError:
-        raise
-      except Exception as e:  # noqa: BLE001
-        failures.append(warn_unreadable(self.step_directory(step), e, stacklevel=3))
-        unreadable.add(step)
-      else:
-        self._unreadable = unreadable
-        return restored
-    raise CheckpointError('No checkpoint in {} can be read:\n{}'.format(self._directory, '\n'.join(failures)))
+    """Tries `steps` newest first (`newest_readable`); anything but a model mismatch counts as unreadable."""
+    _, restored, self._unreadable = newest_readable({s: self.step_directory(s) for s in steps},
+                                                    lambda s: self._restore_step(s, abstract_state),
+                                                    self._directory, stacklevel=3)
+    return restored
 
   def _restore_step(self, step: int, abstract_state: PyTree) -> tuple[int, PyTree, dict[str, Any]]:
     """Compares the stored tree with the model's, then restores the state and metadata of `step`."""
