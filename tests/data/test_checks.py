@@ -65,7 +65,7 @@ def test_good_data_passes_and_reports_its_facts(base):
 
 def test_labels_beyond_num_classes_stop_the_run_before_training(base):
   # num_classes=1 on two-label data once trained to loss 0 and accuracy 1.0.
-  config = _config(base)
+  config = _config(base, eval_batch_size=8)
   config.dataset_configs.num_classes = 1
   config.model.classifier = 'token'
   with pytest.raises(DataError, match=r"split 'train' .*class index 4 is out of range for "

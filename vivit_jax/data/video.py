@@ -386,6 +386,9 @@ class TFDSPipeline(VideoPipeline):
     facts = facts_of_scans(self.source(split), self._scans[split], 0)
     return dataclasses.replace(facts, classes=self.builder.info.features['label'].num_classes)
 
+  def _decode_record(self, record):
+    return record['video'], tf.reshape(record['label'], [-1])
+
   @property
   def label_names(self) -> List[str]:
     return list(self.builder.info.features['label'].names)
