@@ -37,7 +37,7 @@ def test_reloaded_saved_model_matches_the_jax_model(exported, predictor):
   probs = tf.saved_model.load(exported).signatures['serving_default'](clips=tf.constant(clips))
   probs = probs['probabilities'].numpy()
   np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-  assert probs.max() > 0.3  # Not a near-uniform output that any model would match.
+  assert probs.max() > 1.25 / probs.shape[1]  # Not a near-uniform output that any model would match.
   for clip, row in zip(clips, probs):
     views = predictor.normalize(clip[None])
     np.testing.assert_allclose(row, predictor.probabilities(predictor.logits(views)), atol=1e-5)

@@ -66,7 +66,8 @@ def assert_same(predictor, prediction, path, window=None):
   assert len(got) == len(expected)
   for g, e in zip(got, expected):
     np.testing.assert_allclose(g, e, atol=1e-6)
-  assert max(e.max() for e in expected) > 0.3  # Not two near-uniform vectors.
+  # Not two near-uniform vectors: some class at least 1.25x the uniform probability (a margin, not a model's score).
+  assert max(e.max() for e in expected) > 1.25 / len(predictor.label_names)
 
 
 def test_stream_video_converts_only_the_selected_frames_and_they_equal_decode_video(tmp_path):
