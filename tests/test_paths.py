@@ -28,6 +28,15 @@ def test_an_output_that_is_a_directory_is_named(tmp_path):
     paths.check_output_file(str(tmp_path))
 
 
+def test_an_output_that_is_a_device_or_a_pipe_is_refused_not_replaced(tmp_path):
+  with pytest.raises(PathError, match='--output /dev/full is a character device, not a regular file'):
+    paths.check_output_file('/dev/full')
+  os.mkfifo(tmp_path / 'pipe')
+  with pytest.raises(PathError, match='pipe is a named pipe, not a regular file'):
+    paths.check_output_file(str(tmp_path / 'pipe'))
+  assert os.path.exists('/dev/full') and not os.path.isfile(tmp_path / 'pipe')
+
+
 def test_a_read_only_location_is_named():
   # /proc takes no new files, even from root (tests may run as root, where chmod does not stop a write).
   with pytest.raises(PathError, match='/proc/vivit_jax_test cannot be created'):

@@ -64,6 +64,11 @@ def _initialise_distributed() -> None:
       raise UsageError(f'--num_processes={count} --process_id={index} given without --coordinator_address=HOST:PORT '
                        '(or --distributed): each process would train alone, as process 0 of 1')
     return
+  if address:
+    host, _, port = address.rpartition(':')
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+      raise UsageError(f'--coordinator_address={address}: expected HOST:PORT, a port between 1 and 65535 '
+                       '(e.g. 10.0.0.1:1234)')
   if count is not None and count < 1:
     raise UsageError(f'--num_processes={count}: expected at least 1')
   if index is not None and (index < 0 or (count is not None and index >= count)):

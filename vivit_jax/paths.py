@@ -6,6 +6,7 @@ evaluation. Remote locations (gs://, s3://, ...) are left to the library that wr
 import os
 import shutil
 import socket
+import stat
 from typing import Optional
 
 PROBE_BYTES = 1 << 16  # Written (and removed) to prove a directory takes data, not just an empty file.
@@ -63,12 +64,24 @@ def check_output_dir(path: str, what: str = 'workdir', needed_bytes: int = 0) ->
                     'will be written there')
 
 
+def _kind(path: str) -> str:
+  mode = os.stat(path).st_mode
+  for test, kind in ((stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
+                     (stat.S_ISFIFO, 'a named pipe'), (stat.S_ISSOCK, 'a socket')):
+    if test(mode):
+      return kind
+  return 'a special file'
+
+
 def check_output_file(path: Optional[str], what: str = '--output') -> None:
   """Proves a file can be written at `path` (its directory is created if needed); nothing is left behind."""
   if not path or is_remote(path):
     return
   if os.path.isdir(path):
     raise PathError(f'{what} {path} is a directory; expected a file name')
+  if os.path.exists(path) and not os.path.isfile(path):
+    raise PathError(f'{what} {path} is {_kind(path)}, not a regular file; expected a file name (results are '
+                    'written to a new file that replaces it)')
   _check_ancestors(path, what)
   directory = os.path.dirname(os.path.abspath(path))
   try:

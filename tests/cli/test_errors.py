@@ -21,6 +21,8 @@ def files(tmp_path):
   (tmp_path / 'config.txt').write_text('def get_config():\n  return None\n')
   (tmp_path / 'exits.py').write_text('import sys\nsys.exit(3)\n')
   (tmp_path / 'raises.py').write_text("def get_config():\n  raise KeyError('dataset')\n")
+  (tmp_path / 'hard_exit.py').write_text('import os\nos._exit(0)\n')
+  (tmp_path / 'interrupts.py').write_text('def get_config():\n  raise KeyboardInterrupt\n')
   (tmp_path / 'folder').mkdir()
   (tmp_path / 'file').write_text('not a folder')
   return tmp_path
@@ -49,6 +51,7 @@ CASES = [
     ('evaluate', ['--checkpoint={tmp}/missing', '--batch_size=0'], "--batch_size: expected a positive integer"),
     ('evaluate', ['--checkpoint={tmp}/missing', '--views=4x2'], '--views must be CLIPSxCROPS'),
     ('evaluate', ['--checkpoint={tmp}/missing', '--output={tmp}/folder'], '--output {tmp}/folder is a directory'),
+    ('evaluate', ['--checkpoint={tmp}/missing', '--output=/dev/full'], '--output /dev/full is a character device'),
     ('evaluate', ['--checkpoint={tmp}/missing', '--config.batch_size'], '--config.batch_size needs a value'),
     ('evaluate', [], 'the following arguments are required: --checkpoint'),
     ('convert', ['--input={tmp}/missing', '--output={tmp}/out', '--to=scenic'], 'No checkpoint at {tmp}/missing'),
@@ -57,6 +60,8 @@ CASES = [
     ('export', ['--checkpoint={tmp}/missing', '--output={tmp}/out'], 'No checkpoint at {tmp}/missing'),
     ('export', ['--checkpoint={tmp}/missing', '--output={tmp}/file'], '--output {tmp}/file is a file; expected a directory'),
     ('export', ['--checkpoint=x', '--output=y', '--batch_size=-1'], "expected a positive integer, got '-1'"),
+    ('export', ['--checkpoint=x', '--output=y', '--platforms=cpu,quantum'],
+     "--platforms: 'cpu,quantum': expected a comma-separated subset of cpu, cuda, rocm, tpu; unknown: quantum"),
     ('ablation', ['--config={tmp}/config.txt'], "{tmp}/config.txt: expected a Python config file ending in '.py'"),
     ('ablation', ['--config={tmp}/exits.py'], '{tmp}/exits.py: importing the config file called sys.exit(3)'),
     ('ablation', ['--config={tmp}/exits.py', '--time_steps=-1'], "--time_steps: expected an integer >= 0, got '-1'"),
@@ -101,6 +106,10 @@ TRAIN_CASES = [
     (['--config={tmp}/config.txt', '--dry_run'], "{tmp}/config.txt: expected a Python config file ending in '.py'"),
     (['--config={tmp}/exits.py', '--dry_run'], '{tmp}/exits.py: importing the config file called sys.exit(3)'),
     (['--config={tmp}/raises.py', '--dry_run'], "{tmp}/raises.py: get_config() raised KeyError: 'dataset'"),
+    (['--config={tmp}/hard_exit.py', '--dry_run'], '{tmp}/hard_exit.py: importing the config file called os._exit(0)'),
+    (['--config={tmp}/interrupts.py', '--dry_run'], '{tmp}/interrupts.py: get_config() raised KeyboardInterrupt'),
+    ([f'--config={SYNTHETIC}:tiny', '--config.dataset_configs.num_classes=None', '--dry_run'],
+     "'dataset_configs.num_classes' is not set"),
     ([f'--config={SYNTHETIC}:tiny', '--config.batch_size=0', '--dry_run'], "'batch_size' is 0; expected a positive"),
     ([f'--config={SYNTHETIC}:tiny', '--config.lr_configs.warmup_steps=4', '--dry_run'],
      "'lr_configs.warmup_steps' is 4, but the run is 4 steps"),

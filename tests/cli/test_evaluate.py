@@ -110,6 +110,30 @@ def test_a_checkpoint_of_another_model_is_an_error_naming_the_paths(trained, tmp
   assert not os.path.exists(tmp_path / 'x.json')
 
 
+def test_an_unknown_split_is_one_line_naming_the_closest(trained, tmp_path, capsys):
+  workdir, _, _ = trained
+  output = tmp_path / 'x.json'
+  assert evaluation.main([f'--checkpoint={workdir}', '--split=valdation', f'--output={output}']) == 2
+  err = capsys.readouterr().err
+  assert "error: split 'valdation': the config names no data for it; did you mean 'validation'?" in err
+  assert "(its splits: ['train', 'validation'])" in err and 'Traceback' not in err
+  assert not output.exists()
+
+
+def test_views_that_cannot_fit_in_memory_are_refused_before_reading(trained, tmp_path, capsys, monkeypatch):
+  workdir, _, _ = trained
+  monkeypatch.setattr(evaluate, 'check_data', lambda *a, **k: pytest.fail('read the data'))
+  monkeypatch.setattr(evaluate, 'host_memory_bytes', lambda: 8 * 2**30)
+  assert evaluation.main([f'--checkpoint={workdir}', '--views=100000x3', '--split=validation',
+                          f'--output={tmp_path / "x.json"}']) == 2
+  err = capsys.readouterr().err
+  assert 'error: 100000x3 views (300000 clips per video) of ' in err and 'GiB of host memory as float32' in err
+  assert 'more than the 8.0 GiB here; ask for fewer views or a smaller --batch_size' in err
+  monkeypatch.setattr(evaluate, 'host_memory_bytes', lambda: 2**14)  # 16 KiB: even two views do not fit.
+  with pytest.raises(ConfigError, match=r'2x1 views \(2 clips per video\)'):
+    evaluate.evaluate_checkpoint(workdir, split='validation', views=Views(2, 1))
+
+
 def test_views_flag_sets_clips_and_crops():
   assert evaluation.parse_views('4x3') == Views(4, 3) and evaluation.parse_views('4x1') == Views(4, 1)
   for bad in ('4x2', '0x3', '4', 'x3'):

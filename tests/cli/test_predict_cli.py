@@ -144,3 +144,21 @@ def test_an_output_that_fails_mid_run_is_one_error_line(workdir, videos, tmp_pat
   assert command.main([f'--checkpoint={workdir}', f'--output={output}', str(videos / 'good1.mp4')]) == 2
   assert error_line(capsys) == (f'error: --output={output}: cannot write the result of {videos / "good1.mp4"} '
                                 '(No space left on device); the 0 files before it are in it')
+
+
+def test_an_output_whose_close_fails_too_is_still_one_error_line(workdir, videos, tmp_path, monkeypatch, capsys):
+  def full_disk(*args):
+    raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(inference.PredictionWriter, 'close', full_disk)
+  output = tmp_path / 'out.jsonl'
+  assert command.main([f'--checkpoint={workdir}', f'--output={output}', str(videos / 'good1.mp4')]) == 2
+  assert error_line(capsys) == f'error: --output={output}: cannot finish writing it (No space left on device)'
+  monkeypatch.setattr(inference.PredictionWriter, 'write', full_disk)  # Both fail: the write's error alone.
+  assert command.main([f'--checkpoint={workdir}', f'--output={output}', str(videos / 'good1.mp4')]) == 2
+  assert 'cannot write the result of' in error_line(capsys)
+
+
+def test_an_output_that_is_a_device_is_refused_before_any_work(workdir, videos, capsys):
+  assert command.main([f'--checkpoint={workdir}', '--output=/dev/full', str(videos / 'good1.mp4')]) == 2
+  assert error_line(capsys).startswith('error: --output /dev/full is a character device, not a regular file')

@@ -132,3 +132,20 @@ def test_unknown_keys_and_bad_combinations_are_reported_together():
   message = error_of(config)
   assert "'model.hidden_size'" in message and "did you mean 'token'" in message
   assert 'does not divide' in message and '3 problems' in message
+
+
+def test_a_classifier_without_num_classes_is_refused_at_validation():
+  config = scenic_config()
+  config.dataset_configs.num_classes = None
+  assert "'dataset_configs.num_classes' is not set; expected the number of classes" in error_of(config)
+
+
+def test_more_sampled_frames_than_the_clip_has_is_said_before_training():
+  from vivit_jax.config import ConfigWarning, load_config  # pylint: disable=import-outside-toplevel
+  config = scenic_config()
+  config.model.temporal_encoding_config.method = 'temporal_sampling'
+  config.model.temporal_encoding_config.n_sampled_frames = 64
+  config.model.patches.size = [16, 16]
+  with pytest.warns(ConfigWarning, match=r"'model.temporal_encoding_config.n_sampled_frames' is 64, more than the "
+                                         r"clip's 'dataset_configs.num_frames' \d+: all \d+ frames are used"):
+    load_config(config)

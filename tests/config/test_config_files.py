@@ -5,7 +5,8 @@ import pytest
 
 from vivit_jax.config import ConfigError, import_config_file, load_config
 
-VALID = 'from vivit_jax.config import defaults\n\n\ndef get_config():\n  return defaults.get_config()\n'
+VALID = ('from vivit_jax.config import defaults\n\n\ndef get_config():\n  config = defaults.get_config()\n'
+         '  config.dataset_configs.num_classes = 3\n  return config\n')
 
 
 def config_error(spec):
@@ -49,6 +50,22 @@ def test_sys_exit_in_get_config_is_a_config_error(tmp_path):
   path.write_text('import sys\n\n\ndef get_config(arg=None):\n  sys.exit(2)\n')
   assert config_error(str(path)) == f'{path}: get_config() called sys.exit(2); a config file must not exit'
   assert config_error(f'{path}:tiny').startswith(f"{path}: get_config('tiny') called sys.exit(2)")
+
+
+def test_os_exit_is_a_config_error_and_the_process_goes_on(tmp_path):
+  path = tmp_path / 'hard.py'
+  path.write_text('import os\nos._exit(0)\n')
+  assert config_error(str(path)) == f'{path}: importing the config file called os._exit(0); a config file must not exit'
+  path.write_text('import os\n\n\ndef get_config():\n  os._exit(4)\n')
+  assert config_error(str(path)) == f'{path}: get_config() called os._exit(4); a config file must not exit'
+  import os  # pylint: disable=import-outside-toplevel
+  assert os._exit.__name__ == '_exit'  # pylint: disable=protected-access  # Restored.
+
+
+def test_a_keyboard_interrupt_raised_by_get_config_names_the_file(tmp_path):
+  path = tmp_path / 'interrupts.py'
+  path.write_text('def get_config():\n  raise KeyboardInterrupt\n')
+  assert config_error(str(path)) == f'{path}: get_config() raised KeyboardInterrupt'
 
 
 def test_an_exception_in_get_config_names_the_file(tmp_path):

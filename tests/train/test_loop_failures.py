@@ -82,3 +82,10 @@ def test_a_workdir_that_cannot_be_written_stops_before_training(tmp_path):
   with pytest.raises(PathError, match='is a file'):
     train.train(train_config('spacetime'), str(tmp_path / 'file'))
   assert os.path.isfile(tmp_path / 'file')
+
+
+def test_a_workdir_whose_checkpoints_is_a_file_stops_before_training(tmp_path):
+  (tmp_path / 'checkpoints').write_text('not a directory')
+  with pytest.raises(PathError, match=f'checkpoint directory {tmp_path}/checkpoints is a file; expected a directory'):
+    train.train(train_config('spacetime'), str(tmp_path))
+  assert not os.path.exists(tmp_path / 'results.json')

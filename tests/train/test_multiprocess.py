@@ -246,3 +246,13 @@ def test_process_flags_without_a_coordinator_are_an_error(tmp_path):
   assert ('error: --num_processes=2 --process_id=1 given without --coordinator_address=HOST:PORT'
           in processes[0].text())
   assert not (tmp_path / 'run').exists()
+
+
+def test_a_coordinator_address_without_a_port_is_an_error(tmp_path):
+  argv = ['-m', 'vivit_jax.main', f'--config={TINY}', f'--workdir={tmp_path / "run"}', '--num_processes=2',
+          '--process_id=1', '--coordinator_address=notahost']
+  processes = _start(tmp_path / 'logs', [argv])
+  assert _wait(processes, timeout=120) == [2], _tails(processes)
+  text = processes[0].text()
+  assert 'error: --coordinator_address=notahost: expected HOST:PORT' in text and 'Traceback' not in text
+  assert not (tmp_path / 'run').exists()

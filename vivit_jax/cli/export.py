@@ -1,5 +1,6 @@
 """`vivit-export` (scripts/export.py): a checkpoint as a TensorFlow SavedModel, checked against the JAX model."""
 
+import argparse
 from typing import Optional, Sequence
 
 from vivit_jax.cli import common
@@ -24,6 +25,16 @@ def _batch_size(text: str):
   return None if text == 'polymorphic' else common.positive_int(text)
 
 
+def _platforms(text: str):
+  """argparse type: a comma-separated subset of the platforms jax2tf lowers for."""
+  platforms = [p.strip() for p in text.split(',') if p.strip()]
+  unknown = [p for p in platforms if p not in export.PLATFORMS]
+  if unknown or not platforms:
+    raise argparse.ArgumentTypeError(f'{text!r}: expected a comma-separated subset of {", ".join(export.PLATFORMS)}'
+                                     + (f'; unknown: {", ".join(unknown)}' if unknown else ''))
+  return platforms
+
+
 def _parser():
   parser = common.parser('vivit-export', USAGE)
   parser.add_argument('--checkpoint', required=True, help='our workdir or step, or a Scenic/ViT/HF checkpoint')
@@ -33,7 +44,8 @@ def _parser():
   parser.add_argument('--format', default='saved_model', choices=['saved_model'], help='export format')
   parser.add_argument('--batch_size', type=_batch_size, default=None,
                       help="a fixed batch size, or 'polymorphic' (default)")
-  parser.add_argument('--platforms', default='cpu,cuda', help='jax2tf lowering platforms, comma-separated')
+  parser.add_argument('--platforms', type=_platforms, default=list(export.DEFAULT_PLATFORMS),
+                      help=f'jax2tf lowering platforms, comma-separated: {",".join(export.PLATFORMS)}')
   return parser
 
 
@@ -46,7 +58,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   except common.EXPECTED_ERRORS + (predict.InferenceError,) as e:
     return common.fail(e)
   try:
-    export.export_saved_model(predictor, args.output, args.batch_size, args.platforms.split(','))
+    export.export_saved_model(predictor, args.output, args.batch_size, args.platforms)
     difference = export.verify_saved_model(args.output, predictor, batch_size=args.batch_size or 2)
   except common.EXPECTED_ERRORS as e:
     return common.fail(e)

@@ -150,6 +150,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       failed = _predict_all(predictor, paths, args, writer)
   except _OutputFailed as e:
     return common.fail(e)
+  except OSError as e:  # Closing it: the data of the last lines could not be written.
+    return common.fail(common.UsageError(f'--output={args.output}: cannot finish writing it ({e.strerror or e})'))
   print(f'{len(paths) - failed} of {len(paths)} files predicted, {failed} failed' +
         (f'; results in {args.output}' if args.output else ''), file=sys.stderr)
   return 1 if failed else 0

@@ -7,6 +7,7 @@ scratch), is merged onto the defaults and validated (`validation.py`). Config fi
 they are found by path, and one reaches another by a path relative to itself.
 """
 
+import contextlib
 import importlib.util
 import inspect
 import os
@@ -49,15 +50,42 @@ def import_config_file(path: str, relative_to: Optional[str] = None) -> ModuleTy
   module_spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(module_spec)
   try:
-    module_spec.loader.exec_module(module)
+    with _exits_raise():
+      module_spec.loader.exec_module(module)
   except SyntaxError as e:
     where = f'{path}:{e.lineno}' if e.lineno else path
     raise ConfigError(f'{where}: the config file does not parse: {e.msg}') from e
   except ConfigError:
     raise
-  except (Exception, SystemExit) as e:  # pylint: disable=broad-except
+  except _CAUGHT as e:
     raise ConfigError(f'{path}: importing the config file {_raised(e)}') from e
   return module
+
+
+class _HardExit(BaseException):
+  """What `os._exit(code)` raises while a config file runs."""
+
+  def __init__(self, code):
+    super().__init__(code)
+    self.code = code
+
+
+# What a config file's code may raise and we report naming the file: errors, `sys.exit`, `os._exit` and a
+# KeyboardInterrupt raised by the file itself (or a Ctrl-C while it runs; either way the file is named).
+_CAUGHT = (Exception, SystemExit, KeyboardInterrupt, _HardExit)
+
+
+@contextlib.contextmanager
+def _exits_raise():
+  """While a config file runs, `os._exit` raises instead of ending the process without a word (the file's
+  code runs in this thread; nothing else calls os._exit in that moment)."""
+  def refuse(code):
+    raise _HardExit(code)
+  original, os._exit = os._exit, refuse  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    os._exit = original  # pylint: disable=protected-access
 
 
 def _check_file(path: str) -> None:
@@ -76,17 +104,20 @@ def _raised(error: BaseException) -> str:
   """'raised ValueError: ...' or 'called sys.exit(...)'."""
   if isinstance(error, SystemExit):
     return f'called sys.exit({error.code!r}); a config file must not exit'
-  return f'raised {type(error).__name__}: {error}'
+  if isinstance(error, _HardExit):
+    return f'called os._exit({error.code!r}); a config file must not exit'
+  return f'raised {type(error).__name__}' + (f': {error}' if str(error) else '')
 
 
 def call_config(path: str, function: Any, *args: Any) -> Any:
-  """`function(*args)`, a function of the config file at `path`; whatever it raises, `sys.exit` included, is a
-  ConfigError naming the file and the call."""
+  """`function(*args)`, a function of the config file at `path`; whatever it raises, `sys.exit`, `os._exit` and
+  KeyboardInterrupt included, is a ConfigError naming the file and the call."""
   try:
-    return function(*args)
+    with _exits_raise():
+      return function(*args)
   except ConfigError:
     raise
-  except (Exception, SystemExit) as e:  # pylint: disable=broad-except
+  except _CAUGHT as e:
     call = f"{getattr(function, '__name__', 'function')}({', '.join(repr(a) for a in args)})"
     raise ConfigError(f'{path}: {call} {_raised(e)}') from e
 

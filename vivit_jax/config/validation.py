@@ -106,6 +106,11 @@ def _warn_ignored(config: ConfigDict, source: str) -> None:
     if value != honoured:
       warnings.warn(f"config key '{path}' is {value!r}, which vivit_jax ignores ({reason}); it behaves as "
                     f'{honoured!r} ({source})', ConfigWarning, stacklevel=4)
+  tec, frames = config.model.temporal_encoding_config, config.dataset_configs.num_frames
+  if tec.method == 'temporal_sampling' and tec.n_sampled_frames > frames:  # Scenic's rule, kept for its configs.
+    warnings.warn(f"config key 'model.temporal_encoding_config.n_sampled_frames' is {tec.n_sampled_frames}, more "
+                  f"than the clip's 'dataset_configs.num_frames' {frames}: all {frames} frames are used ({source})",
+                  ConfigWarning, stacklevel=4)
 
 
 def _format(source: str, problems: List[str]) -> str:
@@ -287,7 +292,9 @@ def _shape_problems(config: ConfigDict) -> Iterable[str]:
 
 def _label_problems(config: ConfigDict) -> Iterable[str]:
   d = config.dataset_configs
-  if d.num_classes is not None and d.num_classes < 1:
+  if d.num_classes is None and not d.class_splits:
+    yield "'dataset_configs.num_classes' is not set; expected the number of classes (the classifier head's size)"
+  elif d.num_classes is not None and d.num_classes < 1:
     yield f"'dataset_configs.num_classes' is {d.num_classes}; expected a positive integer"
   yield from tasks.config_problems(config)
   if d.class_splits and _all_ints(d.class_splits):  # Other values: numbers.py.

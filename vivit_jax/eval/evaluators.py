@@ -16,7 +16,9 @@ probabilities.
 """
 
 import dataclasses
+import difflib
 import logging
+import os
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -30,7 +32,8 @@ from jax.sharding import PartitionSpec as P
 from vivit_jax import sharding as sharding_lib
 from vivit_jax import tasks
 from vivit_jax.checkpoints.restore import Restored, restore_for_use
-from vivit_jax.data import SINGLE_VIEW, Pipeline, Views, check_data, create_pipeline
+from vivit_jax.config import ConfigError
+from vivit_jax.data import SINGLE_VIEW, DataError, Pipeline, Views, check_data, create_pipeline
 from vivit_jax.eval import metrics
 
 Batch = Dict[str, jax.Array]
@@ -237,6 +240,44 @@ class TrainingEvaluators:
     return scalars
 
 
+def _check_split(pipeline: Pipeline, split: str) -> None:
+  """A DataError naming the splits the config has, and the closest, when it has no data for `split`."""
+  if '[' in split or pipeline.has_split(split):  # A TFDS slice ('train[:10%]') is checked by TFDS itself.
+    return
+  d = pipeline.config.dataset_configs
+  candidates = {'train', 'validation', 'test', *(d.get('tables') or {}), *(d.get('examples_per_subset') or {})}
+  known = sorted(s for s in candidates if pipeline.has_split(s))
+  close = difflib.get_close_matches(split, known, n=1)
+  raise DataError(f"split {split!r}: the config names no data for it" + (f"; did you mean {close[0]!r}?" if close
+                                                                         else '') + f' (its splits: {known})')
+
+
+def host_memory_bytes() -> Optional[int]:
+  """This machine's memory (or its cgroup's limit, when lower), None where unknown."""
+  sizes = []
+  try:
+    sizes.append(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES'))
+  except (ValueError, OSError, AttributeError):
+    pass
+  try:
+    with open('/sys/fs/cgroup/memory.max', encoding='ascii') as f:
+      sizes.append(int(f.read().strip()))
+  except (OSError, ValueError):  # No cgroup v2, or 'max'.
+    pass
+  return min(sizes) if sizes else None
+
+
+def _check_views_fit(config: ml_collections.ConfigDict, views: Views, batch_size: int) -> None:
+  """A ConfigError when one multi-view batch (every view of `batch_size` videos, as the pipeline hands it over)
+  would not fit in this machine's memory, before anything is decoded."""
+  d, memory = config.dataset_configs, host_memory_bytes()
+  per_video = views.count * d.num_frames * d.crop_size ** 2 * 3 * np.dtype(config.data_dtype_str).itemsize
+  if memory is not None and per_video * batch_size > memory:
+    raise ConfigError(f'{views} views ({views.count} clips per video) of {batch_size} videos per batch need '
+                      f'{per_video * batch_size / 2**30:.1f} GiB of host memory as {config.data_dtype_str}, more '
+                      f'than the {memory / 2**30:.1f} GiB here; ask for fewer views or a smaller --batch_size')
+
+
 def evaluate_checkpoint(checkpoint: str, config: Any = None, overrides: Sequence[str] = (),
                         split: str = 'validation', views: Optional[Views] = None, aggregation: str = 'logits',
                         batch_size: Optional[int] = None, label_map: Optional[str] = None,
@@ -261,9 +302,11 @@ def evaluate_checkpoint(checkpoint: str, config: Any = None, overrides: Sequence
   shardings = jax.tree_util.tree_map(lambda x: x.sharding, restored.params)
   step = eval_step_for(restored.model, config, shardings, mesh, aggregation)
   pipeline = create_pipeline(config)
-  check_data(pipeline, [split], counts_must_match=False)
+  _check_split(pipeline, split)
   requested = {'single_view': batch_size or config.eval_batch_size or config.batch_size,
                'multi_view': batch_size or config.dataset_configs.test_batch_size}
+  _check_views_fit(config, views, round_up_batch(requested['multi_view'], mesh))
+  check_data(pipeline, [split], counts_must_match=False)
   summary: Dict[str, Any] = {'checkpoint': checkpoint, 'split': split, 'aggregation': aggregation,
                              'views': str(views), 'batch_size': {}, 'batch_size_requested': requested,
                              'metrics': {}, 'eval_max_views_per_batch': config.eval_max_views_per_batch,

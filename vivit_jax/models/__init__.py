@@ -39,9 +39,7 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
   if not config.is_locked:
     config = validate_config(config)
   m = config.model
-  num_classes = config.dataset_configs.num_classes
-  if num_classes is None:
-    raise ValueError("'dataset_configs.num_classes' is not set: the classifier head needs a class count")
+  num_classes = config.dataset_configs.num_classes  # Validation requires it.
   kind = m.attention_config.type
   tec = m.temporal_encoding_config
   common = dict(

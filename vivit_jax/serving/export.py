@@ -31,6 +31,7 @@ from jax.experimental import jax2tf
 from vivit_jax.serving.predict import Predictor
 
 DEFAULT_PLATFORMS = ('cpu', 'cuda')
+PLATFORMS = ('cpu', 'cuda', 'rocm', 'tpu')  # What jax2tf lowers for.
 INFO_FILE = 'vivit_export.json'
 SIGNATURE = 'serving_default'
 TOLERANCE = 1e-4

@@ -335,8 +335,12 @@ class PredictionWriter:
   def __enter__(self) -> 'PredictionWriter':
     return self
 
-  def __exit__(self, *exc_info: Any) -> None:
-    self.close()
+  def __exit__(self, exc_type: Any, *exc_info: Any) -> None:
+    try:
+      self.close()
+    except OSError:
+      if exc_type is None:  # Else the error already raised says what went wrong; closing fails for the same reason.
+        raise
 
 
 def load_predictions(path: str) -> Dict[str, Dict[str, Any]]:

@@ -251,7 +251,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Tuple[state_lib.Tr
   paths.check_output_dir(workdir)
   run = setup(config, workdir)
   if config.checkpoint:  # Room for one more checkpoint than max_to_keep holds (the new one is written first).
-    paths.check_output_dir(workdir, needed_bytes=state_bytes(run.abstract_state))
+    paths.check_output_dir(os.path.join(workdir, 'checkpoints'), 'checkpoint directory',
+                           needed_bytes=state_bytes(run.abstract_state))
   manager = CheckpointManager(workdir, max_to_keep=config.max_checkpoints_to_keep,
                               save_interval_steps=config.checkpoint_steps)
   state, metadata = restore_or_initialise(run, manager)
