@@ -240,3 +240,48 @@ def test_a_label_map_beside_the_records_must_name_num_classes(base):
     json.dump({'names': ['a', 'b', 'c']}, f)
   with pytest.raises(DataError, match=f"{path} names 3 classes, but 'dataset_configs.num_classes' is 5"):
     train.setup(_config(base, num_training_steps=2, eval_batch_size=8))
+
+
+def test_a_label_map_that_repeats_a_class_name_is_refused(base):
+  path = os.path.join(base, 'label_map.json')
+  with open(path, 'w') as f:
+    json.dump({'names': ['a', 'b', 'a', 'c', 'c']}, f)  # Five names, as num_classes says, but only three classes.
+  with pytest.raises(DataError, match=f"{path}: class names must be unique; repeated: 'a' \\(2 times\\), "
+                                      "'c' \\(2 times\\)"):
+    _ = create_pipeline(_config(base), 0, 1).label_names
+
+
+def test_a_sharded_table_of_zero_shards_says_so(base):
+  with pytest.raises(DataError, match=r"^'dataset_configs.tables.train': table 'train@0' names 0 shards; a sharded "
+                                      r'table is name@N with N >= 1$'):
+    create_pipeline(_config(base, dataset_configs__tables__train='train@0'), 0, 1).files('train')
+
+
+def _unparseable(kind):
+  """A record TensorFlow cannot parse as a DMVR SequenceExample, and what the scan must say of it."""
+  frames = encode_jpeg(_video(9, frames=3))
+  if kind == 'float_label':
+    example = tf.train.SequenceExample()
+    example.context.feature[dmvr_records.LABEL_INDEX_KEY].float_list.value.append(2.0)
+    for frame in frames:
+      example.feature_lists.feature_list[dmvr_records.FRAMES_KEY].feature.add().bytes_list.value.append(frame)
+    return example.SerializeToString(), ("context feature clip/label/index: data types don't match, expected "
+                                         'int64 (stored as a float_list)')
+  if kind == 'not_a_proto':
+    return b'\x07garbage' * 20, 'invalid protocol message input (not a serialized tf.train.SequenceExample)'
+  example = tf.train.Example()  # Frames as a context feature: a tf.train.Example, not a SequenceExample.
+  example.features.feature[dmvr_records.FRAMES_KEY].bytes_list.value.extend(frames)
+  example.features.feature[dmvr_records.LABEL_INDEX_KEY].int64_list.value.append(1)
+  return example.SerializeToString(), ("feature list 'image/encoded' is required but missing (its 'image/encoded' "
+                                       'is a context feature: a tf.train.Example, not a SequenceExample?)')
+
+
+@pytest.mark.parametrize('kind', ['float_label', 'not_a_proto', 'example_not_sequence'])
+def test_an_unparseable_record_is_named_by_its_index_without_tensorflow_noise(base, kind):
+  record, why = _unparseable(kind)
+  path = os.path.join(base, 'bad-00000-of-00001')
+  _write(path, [_record([i]) for i in range(4)] + [record])  # Records 0-3 parse; record 4 does not.
+  message = _problems(_config(base, dataset_configs__tables__validation='bad@1'), ['validation'])
+  assert f'{path}: record 4 is unreadable: {why}' in message
+  for noise in ('user-defined function', 'Iterator::', '<unknown>', 'Did you mean'):
+    assert noise not in message

@@ -13,6 +13,7 @@ Batches are dicts in Scenic's layout: 'inputs' [B, T, H, W, 3] (multi-view: [B, 
 range, label names); it is saved with every checkpoint and read by serving code, which builds no pipeline.
 """
 
+import collections
 import dataclasses
 import json
 import queue
@@ -100,6 +101,10 @@ def read_label_map(path: str) -> List[str]:
   names = data.get('names') if isinstance(data, dict) else data
   if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
     raise DataError(f"label map {path}: expected {{'names': [str, ...]}} or a list of strings")
+  counts = collections.Counter(names)
+  repeated = [f'{name!r} ({counts[name]} times)' for name in counts if counts[name] > 1]
+  if repeated:
+    raise DataError(f"label map {path}: class names must be unique; repeated: {', '.join(repeated)}")
   return names
 
 

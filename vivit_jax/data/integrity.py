@@ -19,8 +19,9 @@ import hashlib
 import json
 import os
 import re
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
+from google.protobuf import message as protobuf_message
 import numpy as np
 import tensorflow as tf
 
@@ -30,7 +31,7 @@ from vivit_jax.data.ingest import dmvr_records
 
 SCAN_CACHE = os.path.join(os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'),
                           'vivit_jax', 'shard_scans.json')
-_VERSION = 2  # Bumped whenever ShardScan changes, so stale cache entries are re-read.
+_VERSION = 3  # Bumped whenever ShardScan (or what it records) changes, so stale cache entries are re-read.
 _BATCH = 16  # Records parsed at once (their frames are held while parsing).
 _PARALLEL_FILES = 8
 _NO_LABEL = np.iinfo(np.int64).min
@@ -51,10 +52,28 @@ class ShardScan:
   error: Optional[str] = None  # Why reading stopped at record `records`, when it did.
 
 
+# TensorFlow's wrappers around a parse error, and its advice to the caller of the op (not to our user).
+_TF_NOISE = (r'Error in user-defined function passed to \S+ transformation with iterator: (Iterator::\S+: )?',
+             r'Name: <unknown>,\s*', r',\s*example id: <unknown>',
+             r'\s*Did you mean to include it in \S+ or \S+\?')
+_TF_REWORDS = (  # TensorFlow's parse errors, reworded 'what: why'.
+    (r"(Context feature|Feature list|Feature): (\S+?)\.\s+Data types don't match\. Expected type: (\w+)",
+     lambda m: f"{m[1].lower()} {m[2]}: data types don't match, expected {m[3]}"),
+    (r"(Feature list|Feature) ('[^']*') is required but could not be found\.?",
+     lambda m: f'{m[1].lower()} {m[2]} is required but missing'),
+    (r'Invalid protocol message input', lambda m: 'invalid protocol message input'),
+)
+
+
 def tf_error_message(error: tf.errors.OpError) -> str:
-  """TensorFlow's message without its function-node and op decorations (a failed check: just its message)."""
+  """TensorFlow's message without its function-node, op and dataset decorations (a failed check: just its
+  message; a parse error: 'what: why')."""
   message = re.sub(r'\{\{function_node [^}]*\}\}\s*', '', error.message)
   message = re.sub(r'\s*\[Op:\w+\](\s*name:\s*\S*)?', '', message).strip()
+  for noise in _TF_NOISE:
+    message = re.sub(noise, '', message)
+  for pattern, reword in _TF_REWORDS:
+    message = re.sub(pattern, reword, message)
   first = message.splitlines()[0] if message else type(error).__name__
   check = first.find('assertion failed: ')
   if check < 0:
@@ -88,15 +107,39 @@ def _summarise_tfds(serialized: tf.Tensor):
 _SUMMARIES = {'dmvr': _summarise_dmvr, 'tfds': _summarise_tfds}
 
 
-def _count_readable(path: str) -> int:
-  """Records readable one by one before the first error (the slow path, only for a broken shard)."""
-  count = 0
+def _dmvr_hint(record: bytes) -> str:
+  """What a DMVR record TensorFlow cannot parse holds instead, when that is plain ('' otherwise)."""
+  example = tf.train.SequenceExample()
   try:
-    for _ in tf.data.TFRecordDataset(path):
-      count += 1
-  except tf.errors.OpError:
-    pass
-  return count
+    example.ParseFromString(record)
+  except protobuf_message.DecodeError:
+    return 'not a serialized tf.train.SequenceExample'
+  context = example.context.feature
+  if dmvr_records.FRAMES_KEY in context and dmvr_records.FRAMES_KEY not in example.feature_lists.feature_list:
+    return f"its '{dmvr_records.FRAMES_KEY}' is a context feature: a tf.train.Example, not a SequenceExample?"
+  label = context.get(dmvr_records.LABEL_INDEX_KEY)
+  stored = label.WhichOneof('kind') if label is not None else None
+  return f'stored as a {stored}' if stored not in (None, 'int64_list') else ''
+
+
+def _first_unreadable(path: str, kind: str) -> Tuple[int, Optional[str]]:
+  """(index, why) of the first record of `path` that cannot be read or parsed on its own, or (records, None)
+  when each can (the slow path, only for a shard whose batched read failed)."""
+  index = 0
+  records = iter(tf.data.TFRecordDataset(path))
+  while True:
+    try:
+      record = next(records)
+    except StopIteration:
+      return index, None
+    except tf.errors.OpError as e:  # Framing: truncated, CRC-corrupt, not a file.
+      return index, tf_error_message(e)
+    try:
+      _SUMMARIES[kind](record[None])
+    except tf.errors.OpError as e:  # Parsing: not the proto, or a feature of another type.
+      hint = _dmvr_hint(record.numpy()) if kind == 'dmvr' else ''
+      return index, tf_error_message(e) + (f' ({hint})' if hint else '')
+    index += 1
 
 
 def scan_shard(path: str, kind: str = 'dmvr') -> ShardScan:
@@ -120,8 +163,8 @@ def scan_shard(path: str, kind: str = 'dmvr') -> ShardScan:
         label_max = np.maximum(np.pad(label_max, (0, width - len(label_max)), constant_values=_NO_LABEL),
                                np.pad(labels.max(axis=0), (0, width - labels.shape[1]), constant_values=_NO_LABEL))
   except tf.errors.OpError as e:
-    scan.records = _count_readable(path)
-    scan.error = f'record {scan.records} is unreadable: {tf_error_message(e)}'
+    scan.records, why = _first_unreadable(path, kind)
+    scan.error = f'record {scan.records} is unreadable: {why or tf_error_message(e)}'
   scan.label_max = [int(v) for v in label_max if v != _NO_LABEL]
   scan.labels_per_record = [int(min(counts)), int(max(counts))] if counts else []
   scan.no_frames = scan.no_frames[:5]

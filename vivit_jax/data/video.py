@@ -241,7 +241,7 @@ class DMVRPipeline(VideoPipeline):
                       "('name@N' shards or a list of files under base_dir)")
     try:
       return dmvr_records.resolve_table(self.d.base_dir, table)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
       raise DataError(f"'dataset_configs.tables.{split}': {e}") from e
 
   def has_split(self, split: str) -> bool:
@@ -322,7 +322,7 @@ def _prepared_builder(tfds_name: str, data_dir: str):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from vivit_jax.data.ingest import builders  # pylint: disable=g-import-not-at-top
   name, _, config = tfds_name.partition('/')
-  cls = builders.builder_class(name)
+  cls = builders.builder_class(name, key='dataset_configs.tfds_name')
   if not config or config in cls.builder_configs:
     builder = cls(data_dir=data_dir, config=config or None)
   else:

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from vivit_jax.data.base import DataError
 from vivit_jax.data.ingest import annotations
 from vivit_jax.data.ingest.annotations import VideoEntry
 
@@ -153,6 +154,19 @@ def test_folder_without_videos(tmp_path):
   touch(tmp_path / 'loose.mp4')
   with pytest.raises(FileNotFoundError, match=r'neither \{split\}/\{class\}/'):
     annotations.folder_entries(str(tmp_path))
+
+
+def test_folder_csv_without_a_path_column_names_the_file_and_its_columns(tmp_path):
+  touch(tmp_path / 'v1.mp4')
+  write_text(tmp_path / 'train.csv', 'file,cls\nv1.mp4,a\n')
+  write_text(tmp_path / 'lists' / 'val.csv', 'file;class\nv1.mp4;a\n')
+  write_text(tmp_path / 'notes.csv', 'anything\n')  # Not named after a split: not an annotation.
+  with pytest.raises(DataError) as raised:
+    annotations.folder_entries(str(tmp_path))
+  assert str(raised.value) == (
+      f"{tmp_path}: found no {{split}}/{{class}}/ video folders, and train.csv has columns ['file', 'cls']; "
+      "lists/val.csv has columns ['file;class'] (a ';'-separated header? columns must be comma-separated); "
+      "expected a 'path' column (and 'label' for labelled videos)")
 
 
 def test_layouts_registry():

@@ -2,12 +2,16 @@
 
 import json
 import os
+import re
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from tests.data.test_video import dmvr_config
+from vivit_jax.config.validation import ConfigError
+from vivit_jax.data import create_pipeline
 from vivit_jax.data.ingest import builders
 from vivit_jax.data.ingest import video_io
 
@@ -228,10 +232,21 @@ def test_split_without_a_usable_video_is_left_out(tmp_path):
 
 # -------------------------------------------------------------------------------------- names and configs
 def test_get_builder_unknown_name_suggests_the_closest():
-  with pytest.raises(ValueError, match=r"kinetcs400.*kinetics400.*Did you mean 'kinetics400'"):
+  valid = re.escape(str(sorted(builders.BUILDERS)))
+  with pytest.raises(ConfigError, match=f"^unknown video builder 'kinetcs400'; did you mean 'kinetics400'\\? "
+                                        f'expected one of {valid}$'):
     builders.get_builder('kinetcs400', '/tmp/unused')
-  with pytest.raises(ValueError, match=r"Did you mean 'ssv2'"):
+  with pytest.raises(ConfigError, match=r"^unknown layout 'ssv'; did you mean 'ssv2'\? expected one of "):
     builders.prepare_tfds('ssv', '/tmp/unused', '/tmp/unused')
+
+
+@pytest.mark.parametrize('name, hint', [('imagenet_video', ''), ('kinetics_400', "did you mean 'kinetics400'? ")])
+def test_an_unknown_tfds_name_in_a_config_is_a_config_error_naming_the_key(tmp_path, name, hint):
+  config = dmvr_config(str(tmp_path), dataset_name='tfds', dataset_configs__tfds_name=name)
+  valid = re.escape(str(sorted(builders.BUILDERS)))
+  with pytest.raises(ConfigError, match=f"^'dataset_configs.tfds_name' is '{name}', not a known video builder; "
+                                        f'{re.escape(hint)}expected one of {valid}$'):
+    create_pipeline(config, 0, 1)
 
 
 def test_registered_names_and_configs(tmp_path):

@@ -1,6 +1,7 @@
 """dmvr_records: Scenic's shard naming, table resolution, and SequenceExamples with DMVR's keys."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -37,6 +38,15 @@ def test_resolve_table_sharded_spec(tmp_path):
   message = str(info.value)
   assert "'train.tfrecord@3'" in message and repr(base) in message
   assert os.path.join(base, 'train.tfrecord-00001-of-00003') in message
+
+
+def test_resolve_table_of_zero_shards_says_so(tmp_path):
+  for table in ('train@0', 'train@00.tfrecord'):
+    with pytest.raises(ValueError, match=f"^table '{re.escape(table)}' names 0 shards; a sharded table is name@N "
+                                         'with N >= 1$'):
+      dmvr_records.resolve_table(str(tmp_path), table)
+  _touch_all(str(tmp_path), ['odd@0'])  # A file of that very name is still a plain table.
+  assert dmvr_records.resolve_table(str(tmp_path), 'odd@0') == [os.path.join(str(tmp_path), 'odd@0')]
 
 
 def test_resolve_table_list_glob_and_plain_name(tmp_path):

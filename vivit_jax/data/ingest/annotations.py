@@ -27,6 +27,7 @@ import os
 import re
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from vivit_jax.data.base import DataError
 from vivit_jax.data.ingest import video_files
 from vivit_jax.data.ingest.video_files import VIDEO_EXTENSIONS
 
@@ -266,6 +267,18 @@ def _folder_tree_entries(input_dir: str, files: Sequence[str]) -> Dict[str, Dict
   return _folder_ids(input_dir, found)
 
 
+def _csv_columns(input_dir: str, csvs: Sequence[str]) -> str:
+  """'train.csv has columns [...]; expected ...' for split CSVs without a 'path' column (with a word on their
+  separator when it is not a comma)."""
+  found = []
+  for path in csvs:
+    columns = _csv_header(path)
+    other = next((c for c in ';\t|' if len(columns) == 1 and c in columns[0]), None)
+    separator = f' (a {other!r}-separated header? columns must be comma-separated)' if other else ''
+    found.append(f'{os.path.relpath(path, input_dir)} has columns {columns}{separator}')
+  return f"{'; '.join(found)}; expected a 'path' column (and 'label' for labelled videos)"
+
+
 def folder_entries(input_dir: str, splits: Optional[Sequence[str]] = None) -> Entries:
   """Videos in `{split}/{class}/` folders, or listed in `{split}.csv` files (columns path,label).
 
@@ -276,9 +289,13 @@ def folder_entries(input_dir: str, splits: Optional[Sequence[str]] = None) -> En
   """
   wanted = _wanted(splits)
   files = _walk_files(input_dir)
-  csvs = [p for p in files if p.lower().endswith('.csv')
-          and normalize_split(os.path.splitext(os.path.basename(p))[0]) and 'path' in _csv_header(p)]
+  split_csvs = [p for p in files if p.lower().endswith('.csv')
+                and normalize_split(os.path.splitext(os.path.basename(p))[0])]
+  csvs = [p for p in split_csvs if 'path' in _csv_header(p)]
   entries = _folder_csv_entries(input_dir, csvs) if csvs else _folder_tree_entries(input_dir, files)
+  if not entries and split_csvs:
+    raise DataError(f'{input_dir}: found no {{split}}/{{class}}/ video folders, and '
+                    f'{_csv_columns(input_dir, split_csvs)}')
   if not entries:
     raise FileNotFoundError(f'{input_dir}: found neither {{split}}/{{class}}/ video folders nor {{split}}.csv '
                             'files with a path column')

@@ -28,6 +28,7 @@ END_KEY = 'clip/end/timestamp'
 
 # 'base@N' or 'base@N.suffix' with N >= 1 (Scenic's file_utils pattern, matched in full).
 _SHARD_SPEC = re.compile(r'(?P<base>.*)@(?P<count>\d*[1-9]\d*)(?:\.(?P<suffix>.+))?')
+_ZERO_SHARDS = re.compile(r'.*@0+(?:\..+)?')  # 'base@0': refused unless a file has that very name.
 
 
 def _shard_width(num_shards: int) -> int:
@@ -55,6 +56,7 @@ def resolve_table(base_dir: str, table: Union[str, Sequence[str]]) -> List[str]:
   Raises:
     FileNotFoundError: a shard is missing (naming the table, base_dir and the first missing path), or a glob
       matches nothing.
+    ValueError: 'name@0' (no file of that name): a sharded table of no shard.
   """
   if isinstance(table, (list, tuple)):
     paths = [os.path.join(base_dir, t) for t in table]
@@ -70,6 +72,8 @@ def resolve_table(base_dir: str, table: Union[str, Sequence[str]]) -> List[str]:
                                 f'{os.path.join(base_dir, table)!r} matches no file')
     else:
       paths = [os.path.join(base_dir, table)]
+      if _ZERO_SHARDS.fullmatch(table) and not tf.io.gfile.exists(paths[0]):
+        raise ValueError(f'table {table!r} names 0 shards; a sharded table is name@N with N >= 1')
   if not paths:
     raise FileNotFoundError(f'table {table!r} in base_dir {base_dir!r}: an empty list of shards')
   for path in paths:

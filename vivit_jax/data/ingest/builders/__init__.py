@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional, Sequence, Type
 
 import tensorflow_datasets as tfds
 
+from vivit_jax.config.validation import ConfigError
 from vivit_jax.data.ingest import annotations
 from vivit_jax.data.ingest.builders.base import config_name
 from vivit_jax.data.ingest.builders.base import DEFAULT_CONFIG
@@ -54,20 +55,24 @@ LAYOUT_BUILDERS = {'kinetics': 'kinetics', 'ssv2': 'something_something_v2', 'fo
 _KINETICS_BY_NUM_CLASSES = {400: 'kinetics400', 600: 'kinetics600', 700: 'kinetics700'}
 
 
-def _unknown(kind: str, name: str, valid: Sequence[str]) -> ValueError:
+def _unknown(kind: str, name: str, valid: Sequence[str], key: str = '') -> ConfigError:
+  """The error for a name that is none of `valid`: a ConfigError (a ValueError) naming the setting `key` that
+  holds it (a config key or a flag), the closest valid name and all of them."""
   close = difflib.get_close_matches(name, valid, n=1)
-  hint = f" Did you mean '{close[0]}'?" if close else ''
-  return ValueError(f'Unknown {kind} {name!r}; expected one of {sorted(valid)}.{hint}')
+  hint = f"did you mean '{close[0]}'? " if close else ''
+  where = f'{key!r} is {name!r}, not a known {kind}' if key else f'unknown {kind} {name!r}'
+  return ConfigError(f'{where}; {hint}expected one of {sorted(valid)}')
 
 
-def builder_class(name: str) -> Type[ManualVideoBuilder]:
-  """The builder class for a short name ('kinetics400') or its registered name ('vivit_kinetics400')."""
+def builder_class(name: str, key: str = '') -> Type[ManualVideoBuilder]:
+  """The builder class for a short name ('kinetics400') or its registered name ('vivit_kinetics400'); an
+  unknown name is a ConfigError naming `key`, the setting it comes from (e.g. 'dataset_configs.tfds_name')."""
   by_registered = {cls.name: cls for cls in BUILDERS.values()}
   if name in BUILDERS:
     return BUILDERS[name]
   if name in by_registered:
     return by_registered[name]
-  raise _unknown('video builder', name, list(BUILDERS))
+  raise _unknown('video builder', name, list(BUILDERS), key)
 
 
 def get_builder(name: str, data_dir: str, *, fps: Optional[float] = None,
