@@ -118,6 +118,8 @@ def test_a_truncated_or_corrupt_shard_is_named_with_its_record(base, damage):
   assert path in message and 'is unreadable' in message
   record = int(message.split(' is unreadable')[0].rsplit('record ', 1)[1])
   assert 0 < record < 5  # Readable records before the break are counted; the one where it breaks is named.
+  if damage == 'truncated':
+    assert 'is unreadable: the file ends inside it (truncated at byte ' in message and 'failed with' not in message
 
 
 def test_empty_shards_are_named_and_an_empty_split_refused(base, caplog):

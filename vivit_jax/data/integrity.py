@@ -62,6 +62,8 @@ _TF_REWORDS = (  # TensorFlow's parse errors, reworded 'what: why'.
     (r"(Feature list|Feature) ('[^']*') is required but could not be found\.?",
      lambda m: f'{m[1].lower()} {m[2]} is required but missing'),
     (r'Invalid protocol message input', lambda m: 'invalid protocol message input'),
+    (r"truncated record at (\d+)' failed with Read less bytes than requested",
+     lambda m: f'the file ends inside it (truncated at byte {m[1]})'),
 )
 
 
