@@ -1,4 +1,6 @@
-# The whole set-up is `make demo` and `make test`; both create .venv when it is missing.
+# The whole set-up is `make demo` and `make test`; both create .venv when it is missing. `make demo` installs what
+# running needs (vivit_jax and its commands, .venv/bin/vivit-*); `make test` adds the test extra (pytest, and
+# torch, transformers and ONNX Runtime, which the tests compare against).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,21 +9,25 @@ TEST_WORKERS ?= 2
 
 .PHONY: demo test venv clean
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed-run: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-run
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed-run
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
-# Trains configs/synthetic.py on the CPU into runs/demo and prints the results table (rerunning resumes, or
-# just prints the table of a finished run; `rm -rf runs/demo` to start over).
-demo: $(VENV)/.installed
-	JAX_PLATFORMS=cpu TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m vivit_jax.main --config=configs/synthetic.py --workdir=runs/demo
+# Trains configs/synthetic.py on the CPU into runs/demo and prints the results table and where the run's files
+# are (rerunning resumes, or just prints the table of a finished run; `rm -rf runs/demo` to start over).
+demo: $(VENV)/.installed-run
+	JAX_PLATFORMS=cpu $(VENV)/bin/vivit-train --config=configs/synthetic.py --workdir=runs/demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -11,7 +11,9 @@ applied after the file has been merged onto the defaults, so any declared key ca
 Scenic file leaves out), and they are validated like the file: a misspelt key is an error naming the closest
 valid key. Multi-host runs pass --coordinator_address, --num_processes and --process_id to every process (or
 nothing, where jax.distributed detects the cluster, e.g. on TPU pods and SLURM). The run writes WORKDIR/config.json,
-TensorBoard events, checkpoints, WORKDIR/metrics.jsonl and WORKDIR/results.json.
+TensorBoard events, checkpoints, WORKDIR/metrics.jsonl and WORKDIR/results.json, and ends by printing the results
+and where those are. The libraries' own logs (TensorFlow, absl, JAX, Orbax) and the parameter table of a resumed
+run are shown with --verbose (or VIVIT_VERBOSE=1).
 """
 
 import sys
@@ -20,6 +22,7 @@ from typing import Any, List, Sequence
 import ml_collections
 from absl import app, flags
 
+from vivit_jax.cli import quiet
 from vivit_jax.config import ConfigError, load_config, split_config_overrides
 
 FLAGS = flags.FLAGS
@@ -32,6 +35,8 @@ flags.DEFINE_integer('num_processes', None, 'Multi-host: the number of processes
 flags.DEFINE_integer('process_id', None, 'Multi-host: this process index.')
 flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() with auto-detection (TPU pods, '
                   'SLURM, ...) when no coordinator address is given.')
+flags.DEFINE_bool('verbose', False, "Show the libraries' own logs (TensorFlow, absl, JAX, Orbax) and the parameter "
+                  f'table of a resumed run; also {quiet.VERBOSE_ENV}=1.')
 
 _OVERRIDES: List[str] = []
 
@@ -101,6 +106,9 @@ def main(argv: Sequence[str]) -> int:
   """Validates the config, then describes it (--dry_run) or trains it. An expected failure (a bad flag, config,
   checkpoint, data, mesh or path, or a loss that stopped being finite) is one `error:` line and exit status 2
   (1 for the loss); anything else is a bug and keeps its traceback."""
+  if FLAGS.verbose:
+    quiet.set_verbose()
+  quiet.quiet_library_logs()  # absl's handler is installed by now; the JAX TPU probe comes later.
   try:
     config = _load(argv)  # Before TensorFlow and the trainer are imported: a bad config fails fast.
   except ConfigError as e:
@@ -122,16 +130,17 @@ def _describe_or_train(config: ml_collections.ConfigDict) -> int:
     return 0
   _initialise_distributed()
   from vivit_jax import train  # pylint: disable=g-import-not-at-top
-  from vivit_jax.cli.common import quiet_library_logs  # pylint: disable=g-import-not-at-top
   from vivit_jax.train import reporting  # pylint: disable=g-import-not-at-top
-  quiet_library_logs()
   results = train.train_and_evaluate(config, FLAGS.workdir)
   print(reporting.format_results(results))
+  print('\n' + reporting.format_locations(FLAGS.workdir))
   return 0
 
 
 def run() -> None:
-  """The `vivit-train` console script; its --help shows this module's usage."""
+  """The `vivit-train` console script; its --help shows this module's usage. The quiet environment is set
+  first, before anything imports TensorFlow."""
+  quiet.quiet_environment()
   main_module = sys.modules.get('__main__')
   if main_module is not None and not getattr(main_module, '__doc__', None):
     main_module.__doc__ = __doc__

@@ -62,12 +62,14 @@ def test_every_command_has_its_usage_in_help(command, capsys):
   assert exit_info.value.code == 0
   out = capsys.readouterr().out
   assert f"vivit-{command.replace('_', '-')}" in out and module.USAGE.splitlines()[0] in out
+  assert '--verbose' in out  # Every command can bring the libraries' logs back.
 
 
 def test_training_help_shows_the_usage():
   result = subprocess.run([sys.executable, '-m', 'vivit_jax.main', '--help'], capture_output=True, text=True,
                           cwd=paths.ROOT, timeout=300, check=False)
   assert '--workdir' in result.stdout and 'python -m vivit_jax.main --config=' in result.stdout
+  assert '--[no]verbose' in result.stdout
 
 
 def test_library_docstrings_say_what_a_module_is_for_not_how_to_run_it():

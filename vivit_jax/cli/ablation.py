@@ -3,6 +3,8 @@
 import os
 from typing import Optional, Sequence
 
+import jax
+
 from vivit_jax.cli import common
 from vivit_jax.experiments.ablation import report, spec, sweep
 
@@ -16,6 +18,10 @@ USAGE = """Runs one of the paper's ablations (configs/ablations/) and tabulates 
 
 Runs already completed are skipped; rerunning resumes the others. The report is WORKDIR/ablation.{md,csv,png}.
 --dataset=synthetic trains any ablation's models on generated motion videos (no download).
+
+--cost_only prints every entry's params and GFLOPs first (counted abstractly: nothing is allocated), then times
+--time_steps training steps of each at the largest batch, up to --timing_batch_size (default: the config's),
+whose compiled step fits this machine's free memory, and says which batch it timed, or why it timed none.
 """
 
 
@@ -32,7 +38,8 @@ def _parser():
   parser.add_argument('--time_steps', type=common.non_negative_int, default=3,
                       help='--cost_only: timed steps (0: none)')
   parser.add_argument('--timing_batch_size', type=common.positive_int, default=None,
-                      help='--cost_only: batch (default: config)')
+                      help="--cost_only: the largest batch to time (default: the config's; smaller where it "
+                      'does not fit the free memory)')
   return parser
 
 
@@ -49,8 +56,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       return 0
     common.check_output(workdir, directory=True)
     if args.cost_only:
-      sweep.cost_sweep(ablation, workdir, time_steps=args.time_steps, batch_size=args.timing_batch_size,
-                       **selection)
+      _cost_only(ablation, workdir, args, selection)
     elif not args.collect_only:
       sweep.run_sweep(ablation, workdir, **selection)
     paths = report.collect(ablation, workdir, **selection)
@@ -61,3 +67,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   print(table)
   print('Wrote ' + ', '.join(paths.values()))
   return 0
+
+
+def _cost_only(ablation: spec.Ablation, workdir: str, args, selection) -> None:
+  """Prints the params and GFLOPs table, then a line per entry as its timing ends."""
+  print(sweep.format_costs(ablation, sweep.count_sweep(ablation, workdir, **selection)) + '\n', flush=True)
+  if not args.time_steps:
+    return
+  steps = f"{args.time_steps} training step{'s' if args.time_steps > 1 else ''}"
+  print(f'Timing {steps} of each entry on {_devices()}:', flush=True)
+  for name, cost in sweep.time_sweep(ablation, workdir, time_steps=args.time_steps,
+                                     batch_size=args.timing_batch_size, **selection):
+    seconds = f", {cost['step_time_s']:.4g} s per step" if cost['step_time_s'] is not None else ''
+    print(f"{name}: {cost['timing_note']}{seconds}", flush=True)
+  print(flush=True)
+
+
+def _devices() -> str:
+  """'2 cpu devices', '1 NVIDIA H100 80GB HBM3 device': what the timings run on."""
+  devices = jax.local_devices()
+  kind = devices[0].device_kind if devices[0].platform != 'cpu' else 'cpu'
+  return f"{len(devices)} {kind} device{'s' if len(devices) > 1 else ''}"

@@ -1,6 +1,10 @@
-"""What every command shares: `--config.KEY=VALUE` overrides beside argparse flags, quiet library logs, and one
-clean `error:` line (exit status 2) for the failures a user can fix: a bad flag, config, checkpoint, data or mesh,
-and a path that cannot be read or written (named in the line)."""
+"""What every command shares: `--config.KEY=VALUE` overrides beside argparse flags, quiet library logs (every
+command takes `--verbose` to bring them back), and one clean `error:` line (exit status 2) for the failures a
+user can fix: a bad flag, config, checkpoint, data or mesh, and a path that cannot be read or written (named in
+the line).
+
+Importing this module sets the quiet environment (`cli/quiet.py`) before anything here can import TensorFlow;
+every command imports it before anything that does (tests/cli/test_quiet.py checks)."""
 
 import argparse
 import logging
@@ -9,6 +13,11 @@ import os
 import sys
 from typing import List, Optional, Sequence, Tuple
 
+from vivit_jax.cli import quiet
+
+quiet.quiet_environment()  # Before TensorFlow loads (the imports below, or the command's): it reads it once.
+
+# pylint: disable=wrong-import-position
 from vivit_jax import paths
 from vivit_jax.checkpoints import CheckpointError, PretrainedMismatchError
 from vivit_jax.config import ConfigError, split_config_overrides
@@ -34,7 +43,11 @@ def parse(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]],
     rest, config_overrides = split_config_overrides(argv) if overrides else (argv, [])
   except ConfigError as e:  # '--config.KEY' without a value.
     parser.error(str(e))
-  return parser.parse_args(rest), config_overrides
+  args = parser.parse_args(rest)
+  if getattr(args, 'verbose', False):
+    quiet.set_verbose()
+  quiet_library_logs()
+  return args, config_overrides
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,8 +59,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser(prog: str, usage_text: str) -> argparse.ArgumentParser:
-  """An argparse parser whose --help shows `usage_text` (the command's usage, kept in one place)."""
-  return _Parser(prog=prog, description=usage_text, formatter_class=argparse.RawDescriptionHelpFormatter)
+  """An argparse parser whose --help shows `usage_text` (the command's usage, kept in one place), with the
+  `--verbose` every command takes."""
+  result = _Parser(prog=prog, description=usage_text, formatter_class=argparse.RawDescriptionHelpFormatter)
+  result.add_argument(quiet.VERBOSE_FLAG, action='store_true',
+                      help=f"show the libraries' own logs (TensorFlow, absl, JAX, Orbax); also {quiet.VERBOSE_ENV}=1")
+  return result
 
 
 def _number(text: str, kind: type, low: float, what: str, above: bool = False):
@@ -76,26 +93,14 @@ def positive_float(text: str) -> float:
   return _number(text, float, 0.0, 'a positive number', above=True)
 
 
-class _QuietLibraries(logging.Filter):
-  """Drops the INFO chatter of Orbax and TensorFlow (every save logs a dozen lines); warnings pass."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    noisy = any(part in record.pathname for part in ('/orbax/', '/tensorflow/', '/etils/'))
-    return record.levelno >= logging.WARNING or not noisy
-
-
-def quiet_library_logs() -> None:
-  """Installs the filter on the root handlers (absl's included), and sends Python warnings (a checkpoint step
-  skipped as unreadable, say) through logging as one line each."""
-  logging.captureWarnings(True)
-  for handler in logging.getLogger().handlers:
-    if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
-      handler.addFilter(_QuietLibraries())
+quiet_library_logs = quiet.quiet_library_logs
 
 
 def setup_logging() -> None:
-  """INFO logs to stderr, without the libraries' chatter."""
+  """INFO logs to stderr, without the libraries' chatter. (absl may have configured the root logger already,
+  at WARNING, the first time a library logged through it: the level is set here either way.)"""
   logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+  logging.getLogger().setLevel(logging.INFO)
   quiet_library_logs()
 
 

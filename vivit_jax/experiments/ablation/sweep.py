@@ -3,8 +3,10 @@ their costs.
 
 Entry `name` trains in `{workdir}/{name}` with `train.train_and_evaluate`; a run whose results.json says
 'completed' is skipped, any other resumes from its checkpoint. `report.collect` then tabulates whatever runs
-exist. Params and GFLOPs are exact (models/complexity.py, abstract: nothing is allocated); `--cost_only` also
-times a short training loop on this machine (`step_time_s`).
+exist. Params and GFLOPs are exact (models/complexity.py, abstract: nothing is allocated); `--cost_only` counts
+them for every entry first (`count_sweep`, `format_costs`), then times a short training loop on this machine
+(`time_sweep`: `step_time_s`), at the largest batch up to the config's that fits the machine's memory, with a
+note saying at which batch and why (benchmarks/fit.py).
 
 `dataset='synthetic'` swaps any ablation's data for the generated motion videos (vivit_jax/data/synthetic.py)
 at the config's own clip size, with single-head labels, a warmup rescaled to the new epoch and no multi-view test
@@ -14,7 +16,7 @@ at the config's own clip size, with single-head labels, a warmup rescaled to the
 import logging
 import os
 import shlex
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import ml_collections
 
@@ -22,7 +24,7 @@ from vivit_jax import tasks
 from vivit_jax.config import ConfigError, load_config
 from vivit_jax.eval.outputs import write_json
 from vivit_jax.experiments.ablation.spec import Ablation, Entry, select
-from vivit_jax.experiments.benchmarks.model import time_train_steps
+from vivit_jax.experiments.benchmarks.fit import time_train_steps_that_fit
 from vivit_jax.models import complexity, create_model
 from vivit_jax.models.shapes import input_shape
 from vivit_jax.train import reporting, train_and_evaluate
@@ -39,8 +41,8 @@ def synthetic_dataset(config: ml_collections.ConfigDict) -> List[str]:
                'dataset_configs.split_names=None', 'dataset_configs.augmentation_params.do_flip=False',
                'lr_configs.steps_per_cycle=None']
   overrides += [f'dataset_configs.examples_per_subset.{k}={v}' for k, v in SYNTHETIC_SIZES.items()]
-  if config.num_training_epochs is not None:  # The paper's 2.5 warmup epochs, at the synthetic epoch size.
-    overrides.append(f'lr_configs.warmup_steps={2.5 * steps_per_epoch}')
+  if config.num_training_epochs is not None and config.lr_configs.get('warmup_epochs') is None:
+    overrides.append(f'lr_configs.warmup_steps={2.5 * steps_per_epoch}')  # The paper's 2.5 warmup epochs.
   return overrides
 
 
@@ -101,26 +103,73 @@ def commands(ablation: Ablation, workdir: str, only: Optional[Sequence[str]] = N
   return lines
 
 
-def measure_cost(config: ml_collections.ConfigDict, time_steps: int = 3,
-                 batch_size: Optional[int] = None) -> Dict[str, Any]:
-  """{'params', 'gflops'} (exact, abstract) and, with `time_steps`, the timed step time and its batch."""
+def count_cost(config: ml_collections.ConfigDict) -> Dict[str, Any]:
+  """{'params', 'gflops'} of `config`'s model: exact, and abstract (nothing is allocated)."""
   model, shape = create_model(config), input_shape(config)
   params = complexity.abstract_params(model, shape)  # summarize() rounds GFLOPs; tiny models need more.
-  cost = {'params': complexity.count_params(params), 'gflops': complexity.count_gflops(model, params, shape)}
+  return {'params': complexity.count_params(params), 'gflops': complexity.count_gflops(model, params, shape)}
+
+
+def measure_cost(config: ml_collections.ConfigDict, time_steps: int = 3,
+                 batch_size: Optional[int] = None) -> Dict[str, Any]:
+  """`count_cost`, and with `time_steps` the timing of `time_train_steps_that_fit` ('step_time_s',
+  'timing_batch_size', 'timing_note'; the first two None when no batch fits this machine)."""
+  cost = count_cost(config)
   if time_steps:
-    cost.update(step_time_s=time_train_steps(config, time_steps, batch_size),
-                timing_batch_size=batch_size or config.batch_size)
+    cost.update(time_train_steps_that_fit(config, time_steps, batch_size))
   return cost
+
+
+def count_sweep(ablation: Ablation, workdir: str, only: Optional[Sequence[str]] = None,
+                dataset: Optional[str] = None, extra: Sequence[str] = ()) -> Dict[str, Dict[str, Any]]:
+  """{name: {'params', 'gflops'}} of every selected entry, each written to `{workdir}/{name}/cost.json` (an
+  earlier timing there is dropped: it may be of another config)."""
+  configs = {e.name: entry_config(ablation, e, dataset, extra) for e in select(ablation, only)}  # All valid first.
+  costs = {}
+  for name, config in configs.items():
+    costs[name] = count_cost(config)
+    write_cost(os.path.join(workdir, name), costs[name])
+  return costs
+
+
+def time_sweep(ablation: Ablation, workdir: str, only: Optional[Sequence[str]] = None,
+               dataset: Optional[str] = None, extra: Sequence[str] = (), time_steps: int = 3,
+               batch_size: Optional[int] = None) -> Iterator[Tuple[str, Dict[str, Any]]]:
+  """Times every selected entry in turn, adding the timing to its cost.json; yields (name, cost) as each ends."""
+  for entry in select(ablation, only):
+    config = entry_config(ablation, entry, dataset, extra)
+    cost = count_cost(config)
+    logging.info('%s: compiling its train step (abstract: nothing is allocated yet)', entry.name)
+    cost.update(time_train_steps_that_fit(config, time_steps, batch_size))
+    write_cost(os.path.join(workdir, entry.name), cost)
+    yield entry.name, cost
 
 
 def cost_sweep(ablation: Ablation, workdir: str, only: Optional[Sequence[str]] = None,
                dataset: Optional[str] = None, extra: Sequence[str] = (), time_steps: int = 3,
-               batch_size: Optional[int] = None) -> None:
-  """Writes `{workdir}/{name}/cost.json` for every selected entry without training."""
-  for entry in select(ablation, only):
-    cost = measure_cost(entry_config(ablation, entry, dataset, extra), time_steps, batch_size)
-    logging.info('%s: %s', entry.name, cost)
-    write_cost(os.path.join(workdir, entry.name), cost)
+               batch_size: Optional[int] = None) -> Dict[str, Dict[str, Any]]:
+  """Writes `{workdir}/{name}/cost.json` for every selected entry without training; returns {name: cost}."""
+  selection = dict(only=only, dataset=dataset, extra=extra)
+  costs = count_sweep(ablation, workdir, **selection)
+  if time_steps:
+    costs.update(time_sweep(ablation, workdir, time_steps=time_steps, batch_size=batch_size, **selection))
+  return costs
+
+
+def format_costs(ablation: Ablation, costs: Dict[str, Dict[str, Any]]) -> str:
+  """The entries' params and GFLOPs as a plain-text table, beside the paper's where the sweep gives them."""
+  paper = {e.name: e.paper for e in ablation.entries}
+  rows = [('entry', 'params', 'GFLOPs', 'paper params', 'paper GFLOPs')]
+  for name, cost in costs.items():
+    theirs = paper.get(name, {})
+    rows.append((name, f"{cost['params']:,}", f"{cost['gflops']:.4g}",
+                 f"{theirs['params']:,}" if 'params' in theirs else '',
+                 f"{theirs['gflops']:.4g}" if 'gflops' in theirs else ''))
+  kept = [i for i in range(len(rows[0])) if i < 3 or any(row[i] for row in rows[1:])]
+  rows = [[row[i] for i in kept] for row in rows]
+  widths = [max(len(row[i]) for row in rows) for i in range(len(kept))]
+  return '\n'.join('  '.join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                              enumerate(zip(row, widths))).rstrip() for row in rows)
 
 
 def write_cost(run_dir: str, cost: Dict[str, Any]) -> None:

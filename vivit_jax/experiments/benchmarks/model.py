@@ -6,6 +6,9 @@ forward, backward, clipping, optimizer update, metrics; state donated) on a cons
 (`formats.huggingface_config.hf_config_from`: Hugging Face implements Model 1 only) with SDPA attention, under
 bf16 autocast when the config computes in bfloat16, and a train step of forward, backward, clipping and AdamW.
 
+`CompiledTrainStep` compiles the train step from abstract shapes, so that its memory is known before anything is
+allocated (`fit.py` times `--cost_only` steps at a batch that fits the machine with it).
+
 For a like-for-like comparison `comparable_config` turns off what only one side has (dropout, stochastic depth,
 mixup, EMA, gradient accumulation) and uses AdamW on both sides. Timings are medians over `steps` after
 `warmup` untimed calls (which include compilation). Nothing is downloaded: both models start from random weights.
@@ -13,9 +16,10 @@ This module needs jax, flax, optax and ml_collections only (torch and transforme
 runs on accelerator machines without TensorFlow.
 """
 
+import math
 import statistics
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +28,7 @@ import numpy as np
 
 from vivit_jax import sharding
 from vivit_jax.config import load_config
+from vivit_jax.config.numbers import schedule_steps_per_epoch
 from vivit_jax.models import complexity, create_model
 from vivit_jax.models.shapes import input_shape
 from vivit_jax.train import optim
@@ -55,11 +60,17 @@ def median_seconds(fn: Callable[[], Any], steps: int, warmup: int = 1) -> float:
   return statistics.median(times)
 
 
+def _batch_shapes(config: ml_collections.ConfigDict, batch_size: int) -> Dict[str, Tuple[int, ...]]:
+  """The shapes of a float32 training batch (what `_constant_batch` makes)."""
+  return {'inputs': tuple(input_shape(config, batch_size)),
+          'label': (batch_size, config.dataset_configs.num_classes), 'batch_mask': (batch_size,)}
+
+
 def _constant_batch(config: ml_collections.ConfigDict, batch_size: int) -> Dict[str, np.ndarray]:
-  shape = input_shape(config, batch_size)
+  shapes = _batch_shapes(config, batch_size)
   num_classes = config.dataset_configs.num_classes
   rng = np.random.default_rng(0)
-  return {'inputs': rng.uniform(-1.0, 1.0, shape).astype(np.float32),
+  return {'inputs': rng.uniform(-1.0, 1.0, shapes['inputs']).astype(np.float32),
           'label': np.eye(num_classes, dtype=np.float32)[np.arange(batch_size) % num_classes],
           'batch_mask': np.ones(batch_size, np.float32)}
 
@@ -70,28 +81,70 @@ def _peak_memory_gb() -> Optional[float]:
   return round(peak / 2**30, 2) if peak else None
 
 
+class CompiledTrainStep:
+  """`config`'s jitted train step compiled for its batch from abstract shapes (nothing allocated), so that its
+  memory is known before anything is placed on a device; `seconds` then runs it."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.mesh = sharding.create_mesh(config.mesh)
+    model = create_model(config)
+    schedule = optim.create_learning_rate_schedule(config.lr_configs, *_schedule_length(config))
+    tx = optim.create_optimizer(config, schedule)
+    self.init = state_lib.init_fn(model, tx, input_shape(config), config.rng_seed,
+                                  use_ema=config.ema_decay is not None)
+    abstract, self.shardings = state_lib.abstract_state(self.init, self.mesh)
+    step = train_step.jit_train_step(train_step.make_train_step(model, tx, schedule, config, self.mesh),
+                                     self.shardings, self.mesh)
+    batch_sharding = sharding.batch_sharding(self.mesh)
+    batch = {k: jax.ShapeDtypeStruct(shape, jnp.float32, sharding=batch_sharding)
+             for k, shape in _batch_shapes(config, config.batch_size).items()}
+    self.compiled = step.lower(abstract, batch).compile()
+
+  def bytes_needed(self) -> Optional[int]:
+    """The compiler's estimate of the step's peak memory (arguments, outputs and temporaries) summed over this
+    process's devices; None where the backend gives none."""
+    analysis = self.compiled.memory_analysis()
+    if analysis is None:
+      return None
+    size = lambda name: int(getattr(analysis, name, 0) or 0)
+    per_device = (size('argument_size_in_bytes') + size('output_size_in_bytes') - size('alias_size_in_bytes')
+                  + size('temp_size_in_bytes'))
+    return per_device * len(self.mesh.local_devices)
+
+  def seconds(self, num_steps: int, warmup: int = 1) -> float:
+    """Median seconds of `num_steps` steps on a constant batch, after `warmup` untimed ones (compilation is
+    done already; a warm-up step takes what a first run costs out of the timing)."""
+    holder = {'state': state_lib.create_state(self.init, self.shardings)}
+    batch = sharding.global_batch(_constant_batch(self.config, self.config.batch_size), self.mesh)
+
+    def run():
+      holder['state'], metrics = self.compiled(holder['state'], batch)
+      jax.block_until_ready(metrics)
+
+    return median_seconds(run, num_steps, warmup)
+
+
+def _schedule_length(config: ml_collections.ConfigDict) -> Tuple[int, int]:
+  """(total steps, steps per epoch) of the schedule, from the declared training-set size (one batch when none
+  is): lengths in epochs need them, and the learning rate does not change a step's time."""
+  train = config.dataset_configs.examples_per_subset.get('train') or config.batch_size
+  epochs = config.num_training_epochs or 1
+  total = config.num_training_steps or math.ceil(epochs * train / config.batch_size)
+  return max(1, total), schedule_steps_per_epoch(train, config.batch_size)
+
+
+def at_batch(config: ml_collections.ConfigDict, batch_size: Optional[int]) -> ml_collections.ConfigDict:
+  """`config` at another batch size, without gradient accumulation (the step takes the whole batch)."""
+  if not batch_size or batch_size == config.batch_size:
+    return config
+  return load_config(config, [f'batch_size={batch_size}', 'gradient_accumulation_steps=1'])
+
+
 def time_train_steps(config: ml_collections.ConfigDict, num_steps: int = 3,
                      batch_size: Optional[int] = None) -> float:
   """Median seconds of `num_steps` jitted train steps of `config` on a constant batch, after one warm-up step."""
-  if batch_size:
-    config = load_config(config, [f'batch_size={batch_size}', 'gradient_accumulation_steps=1'])
-  mesh = sharding.create_mesh(config.mesh)
-  model = create_model(config)
-  schedule = optim.create_learning_rate_schedule(config.lr_configs, config.num_training_steps or 1000)
-  tx = optim.create_optimizer(config, schedule)
-  init = state_lib.init_fn(model, tx, input_shape(config), config.rng_seed,
-                           use_ema=config.ema_decay is not None)
-  _, shardings = state_lib.abstract_state(init, mesh)
-  state = state_lib.create_state(init, shardings)
-  step = train_step.jit_train_step(train_step.make_train_step(model, tx, schedule, config, mesh), shardings, mesh)
-  batch = sharding.global_batch(_constant_batch(config, config.batch_size), mesh)
-  holder = {'state': state}
-
-  def run():
-    holder['state'], metrics = step(holder['state'], batch)
-    jax.block_until_ready(metrics)
-
-  return median_seconds(run, num_steps)
+  return CompiledTrainStep(at_batch(config, batch_size)).seconds(num_steps)
 
 
 def _forward_seconds(config: ml_collections.ConfigDict, steps: int, warmup: int) -> float:

@@ -1,0 +1,73 @@
+"""The set-up: `make demo` installs what running needs (no test extra: torch and transformers are for the tests),
+`make test` adds the test extra, and nothing the package imports needs the test extra."""
+
+import configparser
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests import paths
+
+ROOT = paths.ROOT
+TEST_ONLY = ('torch', 'transformers', 'pytest', 'onnx', 'onnxruntime', 'tf2onnx')
+
+
+def _requirements(text):
+  return [line.strip().split('>')[0].split('=')[0].split('[')[0] for line in text.strip().splitlines()
+          if line.strip() and not line.strip().startswith('#')]
+
+
+def _setup():
+  parser = configparser.ConfigParser()
+  parser.read(ROOT / 'setup.cfg')
+  return parser
+
+
+def _make_dry_run(target, tmp_path):
+  """What `make TARGET` would run on a machine without .venv (make -n, in a copy of the set-up files)."""
+  if shutil.which('make') is None:
+    pytest.fail('make is not installed')
+  for name in ('Makefile', 'setup.cfg', 'pyproject.toml'):
+    shutil.copy(ROOT / name, tmp_path / name)
+  result = subprocess.run(['make', '-n', target], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          check=False)
+  assert result.returncode == 0, result.stderr
+  return result.stdout.splitlines()
+
+
+def test_make_demo_installs_the_package_without_the_test_extra_and_runs_the_console_script(tmp_path):
+  lines = _make_dry_run('demo', tmp_path)
+  installs = [line for line in lines if 'pip install' in line and 'upgrade pip' not in line]
+  assert installs == ['.venv/bin/python -m pip install --quiet -e .']
+  assert lines[-1].endswith('.venv/bin/vivit-train --config=configs/synthetic.py --workdir=runs/demo')
+
+
+def test_make_test_adds_the_test_extra(tmp_path):
+  lines = _make_dry_run('test', tmp_path)
+  installs = [line for line in lines if 'pip install' in line and 'upgrade pip' not in line]
+  assert installs == ['.venv/bin/python -m pip install --quiet -e .',
+                      ".venv/bin/python -m pip install --quiet -e '.[test]'"]
+  assert lines[-1].startswith('.venv/bin/python -m pytest')
+
+
+def test_running_needs_no_test_only_package_and_the_extras_hold_them():
+  setup = _setup()
+  running = _requirements(setup['options']['install_requires'])
+  assert not set(running) & set(TEST_ONLY) and 'matplotlib' in running
+  extras = setup['options.extras_require']
+  assert set(TEST_ONLY) <= set(_requirements(extras['test']))
+  assert set(_requirements(extras['onnx'])) <= set(_requirements(extras['test']))
+
+
+def test_no_module_of_the_package_imports_a_test_only_package():
+  modules = sorted('.'.join(p.relative_to(ROOT).with_suffix('').parts[:-1] if p.name == '__init__.py' else
+                            p.relative_to(ROOT).with_suffix('').parts) for p in (ROOT / 'vivit_jax').rglob('*.py'))
+  code = ('import importlib, sys\n'
+          f'for name in {TEST_ONLY!r}:\n  sys.modules[name] = None  # Importing it raises ImportError.\n'
+          f'for name in {modules!r}:\n  importlib.import_module(name)\n'
+          'print("ok")')
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          check=False)
+  assert result.returncode == 0 and result.stdout.split()[-1:] == ['ok'], result.stderr[-3000:]
