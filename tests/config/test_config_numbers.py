@@ -92,17 +92,19 @@ def test_a_warmup_as_long_as_the_run_in_steps(warmup):
 def test_a_warmup_as_long_as_the_run_in_epochs():
   # The recipe's warmup is 2.5 epochs of 214834 // 64 = 3356 steps (8390); 2 epochs are ceil(2 * 214834 / 64).
   message = error_of(SHIPPED_BASE_K400, overrides=['num_training_epochs=2'])
-  assert "'lr_configs.warmup_steps' is 8390, but the run is 6714 steps" in message
+  assert ("'lr_configs.warmup_epochs' is 2.5 (8390 steps at 3356 steps per epoch: 214834 training videos // "
+          "'batch_size' 64), but the run is 6714 steps") in message
   assert "2 'num_training_epochs' of 214834 training videos in batches of 64" in message
 
 
 def test_the_trainer_checks_the_warmup_against_a_counted_run():
   # Epochs without examples_per_subset.train: the length is known once the data is counted.
   config = load_config(SHIPPED_BASE_K400, ['dataset_configs.examples_per_subset.train=None'])
-  check_schedule(config, 8391)
-  with pytest.raises(ConfigError, match=r"'lr_configs.warmup_steps' is 8390, but the run is 8390 steps \(30.0 "
+  check_schedule(config, 8391, num_train_examples=214834)
+  with pytest.raises(ConfigError, match=r"'lr_configs.warmup_epochs' is 2.5 \(8390 steps at 3356 steps per epoch: "
+                     r"214834 training videos // 'batch_size' 64\), but the run is 8390 steps \(30.0 "
                      "'num_training_epochs' of the training videos counted"):
-    check_schedule(config, 8390, source=SHIPPED_BASE_K400)
+    check_schedule(config, 8390, source=SHIPPED_BASE_K400, num_train_examples=214834)
 
 
 def test_a_cycle_that_ends_within_the_warmup():

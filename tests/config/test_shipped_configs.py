@@ -77,9 +77,9 @@ def test_loads_without_warnings_and_builds(rel):
   assert config.max_grad_norm == 1.0
   assert config.model_dtype_str == 'float32'
   assert config.lr_configs.factors == 'constant * cosine_decay * linear_warmup'
-  steps_per_epoch = d.examples_per_subset.train // config.batch_size
-  assert config.lr_configs.warmup_steps == int(2.5 * steps_per_epoch)
-  assert config.lr_configs.steps_per_cycle == int(config.num_training_epochs * steps_per_epoch)
+  lr = config.lr_configs  # The warmup in epochs (tests/config/test_schedule_epochs.py resolves it); the cosine
+  assert lr.warmup_steps is None and lr.warmup_epochs == 2.5  # spans the whole run.
+  assert lr.steps_per_cycle is None and lr.steps_per_cycle_epochs is None
   assert config.model.dropout_rate == 0.0 and config.model.attention_dropout_rate == 0.0
   assert config.model.temporal_encoding_config.kernel_init_method == 'central_frame_initializer'
   assert tuple(config.model.patches.size) == (16, 16, 2) and d.num_frames == 32

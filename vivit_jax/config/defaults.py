@@ -156,11 +156,14 @@ def get_lr_configs():
   lr.learning_rate_schedule = 'compound'  # Product of the factors below.
   lr.factors = 'constant * cosine_decay * linear_warmup'  # '*'-separated factor names.
   lr.base_learning_rate = 0.1  # The 'constant' factor.
-  lr.warmup_steps = 0.0  # Steps of linear warmup (may be fractional: Scenic writes 2.5 * steps_per_epoch).
-  lr.steps_per_cycle = _placeholder(int)  # Cosine / linear decay cycle, counting the warmup; None: the run.
+  lr.warmup_steps = _placeholder(float)  # Steps of linear warmup (may be fractional); None: none (or warmup_epochs).
+  lr.warmup_epochs = _placeholder(float)  # Warmup in epochs of (train // batch_size) steps, resolved by the trainer.
+  lr.steps_per_cycle = _placeholder(int)  # Cosine / linear decay cycle, counting the warmup; None: the whole run.
+  lr.steps_per_cycle_epochs = _placeholder(float)  # The cycle in epochs (instead of steps_per_cycle).
   lr.end_learning_rate = 0.0  # linear_decay: the final learning rate.
   lr.timescale = 10_000  # rsqrt_decay: factor sqrt(timescale / (steps after warmup + timescale)).
   lr.decay_events = _placeholder(list)  # piecewise_constant: steps at which the rate changes.
+  lr.decay_events_epochs = _placeholder(list)  # piecewise_constant: the same events in epochs (or decay_events).
   lr.decay_factors = _placeholder(list)  # piecewise_constant: the factor after each event.
   return lr
 
@@ -174,6 +177,8 @@ def get_optimizer_configs():
   o.epsilon = 1e-8  # adam / adamw: denominator epsilon.
   o.weight_decay = 0.0  # Decoupled weight decay, scaled by the learning rate (adamw; any optimizer).
   o.decay_biases_and_norms = False  # Also decay biases and LayerNorm parameters (1-D leaves).
+  o.layerwise_decay = _placeholder(float)  # Rate x decay^(L+1-depth): 0 embeddings, 1..L blocks, L+1 head; None: off.
+  o.freeze = ()  # Regexes (re.fullmatch) over '/'-joined parameter paths: matching params are not trained.
   return o
 
 

@@ -5,12 +5,14 @@
 names the key, the value found and what is expected. A key whose default is None keeps None as "unset"; the mesh's
 -1 ("the devices the other axes leave") is checked in `validation.py`.
 
-`schedule_problems(config, total_steps)` is the learning-rate part, for a caller that knows the run's length
-(the trainer, when the training split is counted from its files).
+`schedule_problems(config, total_steps, num_train_examples=...)` is the learning-rate part, for a caller that knows
+the run's length and the training split's size (the trainer, when the split is counted from its files).
+`lr_in_steps(lr_configs, steps_per_epoch)` turns the schedule lengths given in epochs (`warmup_epochs`,
+`steps_per_cycle_epochs`, `decay_events_epochs`) into steps; each is exclusive with its steps form.
 """
 
 import math
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import ml_collections
 
@@ -72,8 +74,14 @@ RANGES = {
     'lr_configs.end_learning_rate': (_NON_NEGATIVE[0], 'a learning rate >= 0'),
     'lr_configs.warmup_steps': (_NON_NEGATIVE[0], 'a number of steps >= 0 (0: no warmup)'),
     'lr_configs.steps_per_cycle': _positive('steps, or None (the whole run)'),
+    'lr_configs.warmup_epochs': (_NON_NEGATIVE[0], 'a number of epochs >= 0, or None (warmup_steps)'),
+    'lr_configs.steps_per_cycle_epochs': (_POSITIVE[0], 'a positive number of epochs, or None (steps_per_cycle)'),
     'lr_configs.timescale': (_POSITIVE[0], 'a positive number of steps'),
+    'optimizer_configs.layerwise_decay': (lambda v: 0.0 < v <= 1.0, 'a decay in (0, 1], or None (off)'),
 }
+# Schedule lengths that may be given in epochs instead of steps: steps key -> epochs key (set one of each pair).
+EPOCH_FORMS = {'warmup_steps': 'warmup_epochs', 'steps_per_cycle': 'steps_per_cycle_epochs',
+               'decay_events': 'decay_events_epochs'}
 # Factors of the compound schedule that read `warmup_steps`, and those that decay over a cycle after it.
 WARMUP_FACTORS = ('linear_warmup', 'cosine_decay', 'linear_decay', 'rsqrt_decay')
 CYCLE_FACTORS = ('cosine_decay', 'linear_decay')
@@ -145,32 +153,109 @@ def configured_total_steps(config: ConfigDict) -> Tuple[Optional[int], str]:
                  f'of {config.batch_size}')
 
 
-def schedule_problems(config: ConfigDict, total_steps: Optional[int] = None, how: str = '') -> List[str]:
-  """What makes the compound learning-rate schedule impossible for a run of `total_steps` (None: unknown)."""
+def schedule_steps_per_epoch(num_train_examples: int, batch_size: int) -> int:
+  """Steps per epoch of the learning-rate schedule: whole batches of the training split (`train // batch_size`,
+  at least 1), as Scenic's configs count them, so that 2.5 warmup epochs of Kinetics-400 (214834 videos) at batch
+  64 are Scenic's 2.5 * 3356 = 8390 steps."""
+  return max(1, int(num_train_examples) // int(batch_size))
+
+
+def _epochs_to_steps(epochs: Any, steps_per_epoch: float) -> Any:
+  """Whole steps (a list for a list); the tiny margin keeps 0.3 * 10 from truncating to 2."""
+  if isinstance(epochs, (list, tuple)):
+    return [_epochs_to_steps(e, steps_per_epoch) for e in epochs]
+  return int(math.floor(epochs * steps_per_epoch + 1e-6))
+
+
+def _both_set(lr: Mapping[str, Any], steps_key: str) -> str:
+  epochs_key = EPOCH_FORMS[steps_key]
+  return (f"'lr_configs.{steps_key}' ({_show(lr[steps_key])}) and 'lr_configs.{epochs_key}' "
+          f'({_show(lr[epochs_key])}) are both set; expected one of them (set the other to None)')
+
+
+def _show(value: Any) -> str:
+  if isinstance(value, (list, tuple)):
+    return str(list(value))
+  if not _is_finite(value):
+    return repr(value)
+  return str(int(value)) if float(value).is_integer() else f'{value:g}'
+
+
+def lr_in_steps(lr: Mapping[str, Any], steps_per_epoch: Optional[float]) -> Dict[str, Any]:
+  """`lr_configs` as a dict whose schedule lengths are all in steps: each epochs key that is set (`EPOCH_FORMS`)
+  becomes its steps key, `floor(epochs * steps_per_epoch)` whole steps, and is itself set to None.
+
+  Raises:
+    ValueError: both forms of a length are set, or a length is in epochs and `steps_per_epoch` is None.
+  """
+  out = lr.to_dict() if isinstance(lr, ConfigDict) else dict(lr)
+  for steps_key, epochs_key in EPOCH_FORMS.items():
+    if out.get(epochs_key) is None:
+      continue
+    if out.get(steps_key) is not None:
+      raise ValueError(_both_set(out, steps_key))
+    if steps_per_epoch is None:
+      raise ValueError(f"'lr_configs.{epochs_key}' is {_show(out[epochs_key])}: a schedule in epochs needs the "
+                       "steps per epoch (the training videos // 'batch_size'), and none were given")
+    out[steps_key] = _epochs_to_steps(out[epochs_key], steps_per_epoch)
+    out[epochs_key] = None
+  return out
+
+
+def _named(lr: Mapping[str, Any], steps_key: str, steps: Mapping[str, Any], per_epoch: str) -> Tuple[str, str]:
+  """("'lr_configs.KEY'", 'VALUE') as the config states the length: in epochs (with the steps they make) or in
+  steps."""
+  epochs_key = EPOCH_FORMS[steps_key]
+  if lr[epochs_key] is None:
+    return f"'lr_configs.{steps_key}'", _show(steps[steps_key])
+  return f"'lr_configs.{epochs_key}'", f'{_show(lr[epochs_key])} ({_show(steps[steps_key])} steps at {per_epoch})'
+
+
+def schedule_problems(config: ConfigDict, total_steps: Optional[int] = None, how: str = '',
+                      num_train_examples: Optional[int] = None) -> List[str]:
+  """What makes the compound learning-rate schedule impossible for a run of `total_steps` (None: unknown) over a
+  training split of `num_train_examples` videos (None: unknown, so lengths in epochs are not checked yet)."""
   lr = config.lr_configs
+  both = [_both_set(lr, key) for key, epochs_key in EPOCH_FORMS.items()
+          if lr[key] is not None and lr[epochs_key] is not None]
+  if both:
+    return both
   factors = {f.strip() for f in lr.factors.split('*')}
-  problems = []
-  warmup, cycle = lr.warmup_steps, lr.steps_per_cycle
-  uses_warmup = factors.intersection(WARMUP_FACTORS) and warmup > 0
-  if uses_warmup and total_steps is not None and total_steps >= 1 and warmup >= total_steps:
-    problems.append(f"'lr_configs.warmup_steps' is {warmup:g}, but the run is {total_steps} steps "
+  problems = _piecewise_problems(lr) if 'piecewise_constant' in factors else []
+  events = lr.decay_events_epochs
+  if events is not None and not all(_is_finite(e) for e in events):
+    problems.append(f"'lr_configs.decay_events_epochs' is {list(events)}; expected numbers of epochs")
+  if problems:
+    return problems
+  known = num_train_examples is not None and num_train_examples >= 1 and config.batch_size >= 1
+  per_epoch_steps = schedule_steps_per_epoch(num_train_examples, config.batch_size) if known else None
+  if per_epoch_steps is None and any(lr[key] is not None for key in EPOCH_FORMS.values()):
+    return problems  # In epochs: checked once the training split is counted (the trainer's check_schedule).
+  steps = lr_in_steps(lr, per_epoch_steps)
+  per_epoch = (f'{per_epoch_steps} steps per epoch: {num_train_examples} training videos // '
+               f"'batch_size' {config.batch_size}")
+  warmup, cycle = steps['warmup_steps'] or 0.0, steps['steps_per_cycle']
+  warmup_key, warmup_value = _named(lr, 'warmup_steps', steps, per_epoch)
+  if factors.intersection(WARMUP_FACTORS) and warmup > 0 and total_steps is not None and 1 <= total_steps <= warmup:
+    problems.append(f"{warmup_key} is {warmup_value}, but the run is {total_steps} steps "
                     f"({how or 'num_training_steps'}); expected a warmup that ends before the run does")
-  if factors.intersection(CYCLE_FACTORS) and cycle is not None and cycle >= 1 and cycle <= warmup:
-    problems.append(f"'lr_configs.steps_per_cycle' is {cycle}, not more than 'lr_configs.warmup_steps' "
-                    f'({warmup:g}); the cycle counts the warmup, so expected more steps than the warmup')
-  if 'piecewise_constant' in factors:
-    problems.extend(_piecewise_problems(lr))
+  if factors.intersection(CYCLE_FACTORS) and cycle is not None and 1 <= cycle <= warmup:
+    cycle_key, cycle_value = _named(lr, 'steps_per_cycle', steps, per_epoch)
+    problems.append(f'{cycle_key} is {cycle_value}, not more than {warmup_key} ({warmup_value}); the cycle '
+                    'counts the warmup, so expected more steps than the warmup')
   return problems
 
 
 def _piecewise_problems(lr: ConfigDict) -> List[str]:
-  events, factors = lr.decay_events, lr.decay_factors
+  key = 'decay_events_epochs' if lr.decay_events_epochs is not None else 'decay_events'
+  events, factors = lr[key], lr.decay_factors
   if events is None or factors is None or len(events) != len(factors):
-    return ["the 'piecewise_constant' factor needs 'lr_configs.decay_events' and 'lr_configs.decay_factors' of "
+    return [f"the 'piecewise_constant' factor needs 'lr_configs.{key}' and 'lr_configs.decay_factors' of "
             f'the same length; got {events} and {factors}']
   problems = []
   if not all(_is_finite(e) and e >= 0 for e in events) or list(events) != sorted(events, key=float):
-    problems.append(f"'lr_configs.decay_events' is {list(events)}; expected steps >= 0 in increasing order")
+    unit = 'epochs' if key.endswith('epochs') else 'steps'
+    problems.append(f"'lr_configs.{key}' is {list(events)}; expected {unit} >= 0 in increasing order")
   if not all(_is_finite(f) and f >= 0 for f in factors):
     problems.append(f"'lr_configs.decay_factors' is {list(factors)}; expected factors >= 0")
   return problems
@@ -180,5 +265,6 @@ def number_problems(config: ConfigDict) -> List[str]:
   """Every number of `config` (merged onto the defaults) outside its range, and impossible schedules."""
   problems = [*_range_problems(config), *_list_problems(config), *_data_problems(config)]
   total, how = configured_total_steps(config)
-  problems.extend(schedule_problems(config, total if total is not None and total >= 1 else None, how))
+  problems.extend(schedule_problems(config, total if total is not None and total >= 1 else None, how,
+                                    config.dataset_configs.examples_per_subset.train))
   return problems

@@ -5,8 +5,8 @@ what differs from the defaults, and returns nothing. Values that equal a default
 point (the pretrained source's classifier, for example), so that each config file states its own contract.
 
 Dataset sizes turn epochs into steps. Kinetics shrinks as videos disappear from YouTube, so the numbers below
-are those of Scenic's configs; set `dataset_configs.examples_per_subset` (and rerun the schedule, see
-`paper_schedule`) to the size of your copy.
+are those of Scenic's configs; set `dataset_configs.examples_per_subset` to the size of your copy (the schedule,
+in epochs, follows it: see `paper_schedule`).
 """
 
 # Videos per split. Datasets whose test labels are not public test on the validation split.
@@ -78,17 +78,16 @@ def pretrained(config, *, source_classifier='token', positional_embed_size_chang
 def paper_schedule(config, *, epochs, base_lr):
   """SGD momentum 0.9, batch 64, cosine decay after 2.5 warmup epochs, gradients clipped at norm 1.
 
-  Steps are computed here from `examples_per_subset.train` and `batch_size`: whoever changes either (or the
-  epochs) afterwards, on a command line for example, must also change `lr_configs.warmup_steps` and
-  `lr_configs.steps_per_cycle` (or set the latter to None: the whole run).
+  The schedule is given in epochs: the trainer resolves `lr_configs.warmup_epochs` into steps from the run it is in
+  (batch size, training videos, length), so overriding any of them keeps the schedule's shape. The cosine spans the
+  whole run (`steps_per_cycle=None`), as Scenic's `total_steps` did.
   """
-  steps_per_epoch = config.dataset_configs.examples_per_subset.train // config.batch_size
   config.num_training_epochs = float(epochs)
   config.max_grad_norm = 1.0
   lr = config.lr_configs
   lr.base_learning_rate = base_lr
-  lr.warmup_steps = int(WARMUP_EPOCHS * steps_per_epoch)
-  lr.steps_per_cycle = int(epochs * steps_per_epoch)  # Scenic's total_steps.
+  lr.warmup_steps, lr.warmup_epochs = None, WARMUP_EPOCHS
+  lr.steps_per_cycle = None
 
 
 def regularise(config, *, rand_augment_magnitude, stochastic_depth, label_smoothing, mixup_alpha):

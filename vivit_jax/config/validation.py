@@ -10,21 +10,26 @@ Whatever a config file returns, our own files or Scenic's published ones, is mer
   run: `numbers.py`) and impossible combinations (a token classifier with Models 3 and 4, patches that do not
   divide the crop, ...) are errors saying what was expected. All problems are reported together;
 - a Scenic key that vivit_jax accepts but does not read (`defaults.IGNORED_SCENIC_KEYS`) gives a
-  `ConfigWarning` when it is set to a value vivit_jax does not honour.
+  `ConfigWarning` when it is set to a value vivit_jax does not honour;
+- a config for real videos that names no data beside `dataset_configs.base_dir` (configs/custom_folder.py) takes
+  num_classes, the tables and examples_per_subset from the report.json vivit-prepare-data wrote there
+  (`prepared.py`); a key it sets anyway must agree with the report.
 
 The result is a locked ConfigDict holding every key.
 """
 
 import difflib
 import math
+import re
 import warnings
-from typing import Any, Iterable, List, Union
+from typing import Any, Iterable, List, Optional, Union
 
 import ml_collections
 
 from vivit_jax import tasks
 from vivit_jax.config import defaults as default_config
 from vivit_jax.config import numbers
+from vivit_jax.config import prepared
 
 ConfigDict = ml_collections.ConfigDict
 
@@ -46,6 +51,8 @@ KNOWN_STRAY_KEYS = {
 OPEN_SUBTREES = ('init_from.model_config',)
 # Leaves that accept a string or a list of strings.
 STR_OR_LIST = ('dataset_configs.tables.',)
+# Lists of regexes, where one string is taken as a list of one.
+REGEX_LISTS = ('optimizer_configs.freeze',)
 
 ATTENTION_TYPES = ('spacetime', 'factorized_encoder', 'factorized_self_attention_block',
                    'factorized_dot_product_attention')
@@ -82,7 +89,8 @@ def validate_config(user: Union[ConfigDict, dict], source: str = '<config>') -> 
   merged = _merge(defaults, user, '', problems)
   config = ConfigDict(merged)
   _fill_derived(config)
-  problems.extend(check_combinations(config))
+  unread = prepared.resolve(config)  # Data keys left unset, from the report.json of a prepared base_dir.
+  problems.extend(unread or check_combinations(config))  # Unread: the other checks would only add noise.
   if problems:
     raise ConfigError(_format(source, problems))
   _warn_ignored(config, source)
@@ -90,11 +98,14 @@ def validate_config(user: Union[ConfigDict, dict], source: str = '<config>') -> 
   return config
 
 
-def check_schedule(config: ConfigDict, total_steps: int, source: str = '<config>') -> None:
-  """Raises ConfigError when the learning-rate schedule cannot work for a run of `total_steps`: for the trainer,
-  which knows the length only once the training split is counted (epochs without `examples_per_subset.train`)."""
+def check_schedule(config: ConfigDict, total_steps: int, source: str = '<config>',
+                   num_train_examples: Optional[int] = None) -> None:
+  """Raises ConfigError when the learning-rate schedule cannot work for a run of `total_steps` over
+  `num_train_examples` training videos: for the trainer, which knows both only once the training split is counted
+  (epochs without `examples_per_subset.train`), and resolves lengths in epochs with them."""
   how = f"{config.num_training_epochs} 'num_training_epochs' of the training videos counted in the data"
-  problems = numbers.schedule_problems(config, total_steps, how if config.num_training_steps is None else '')
+  problems = numbers.schedule_problems(config, total_steps, how if config.num_training_steps is None else '',
+                                       num_train_examples)
   if problems:
     raise ConfigError(_format(source, problems))
 
@@ -153,6 +164,8 @@ def _check_leaf(path: str, value: Any, expected: type, default: Any, problems: L
       return None
     problems.append(f"'{path}' cannot be None; expected {expected.__name__} (default {default!r})")
     return default
+  if path in REGEX_LISTS and isinstance(value, str):
+    return (value,)
   if path.startswith(STR_OR_LIST):
     if isinstance(value, str) or (isinstance(value, (list, tuple)) and
                                   all(isinstance(v, str) for v in value)):
@@ -329,6 +342,20 @@ def _training_problems(config: ConfigDict) -> Iterable[str]:
            'multi-view forward pass takes, at least 1')
   if config.max_checkpoints_to_keep < 1:
     yield f"'max_checkpoints_to_keep' is {config.max_checkpoints_to_keep}; expected at least 1"
+  yield from _regex_problems(config)
+
+
+def _regex_problems(config: ConfigDict) -> Iterable[str]:
+  """Each regex list holds strings that compile (whether they match a parameter is checked on the model)."""
+  for path in REGEX_LISTS:
+    for pattern in get_path(config, path):
+      if not isinstance(pattern, str):
+        yield f"'{path}' holds {pattern!r}; expected regexes (strings) over '/'-joined parameter paths"
+        continue
+      try:
+        re.compile(pattern)
+      except re.error as e:
+        yield f"'{path}' holds {pattern!r}, which is not a regex: {e}"
 
 
 def check_combinations(config: ConfigDict) -> List[str]:

@@ -19,7 +19,8 @@ from jax.sharding import Mesh
 from vivit_jax import paths
 from vivit_jax import sharding as sharding_lib
 from vivit_jax.checkpoints import CheckpointManager, PreemptionWatcher, init_from_pretrained, load_checkpoint
-from vivit_jax.config import check_schedule
+from vivit_jax.config import check_schedule, prepared
+from vivit_jax.config.numbers import schedule_steps_per_epoch
 from vivit_jax.data import DataError, Pipeline, check_data, create_pipeline, prefetch, preprocessing_spec
 from vivit_jax.eval.evaluators import TrainingEvaluators, evaluated_splits
 from vivit_jax.models import complexity, create_model
@@ -68,17 +69,31 @@ def setup(config: ml_collections.ConfigDict, workdir: str = '', devices: Optiona
   _check_batch_fits_mesh(config, mesh)
   pipeline = create_pipeline(config)
   label_names = pipeline.label_names  # Cheap checks first: a label_map.json that disagrees, then the shards.
+  _log_data(config, label_names)
   check_data(pipeline, ['train'] + evaluated_splits(config, pipeline))
-  num_steps, steps_per_epoch = training_length(config, pipeline.num_examples('train'))
-  check_schedule(config, num_steps)  # Epochs without examples_per_subset.train are only now steps.
+  num_train = pipeline.num_examples('train')
+  num_steps, steps_per_epoch = training_length(config, num_train)
+  # Lengths in epochs (the run's, the schedule's) are steps only now that the training split is counted.
+  check_schedule(config, num_steps, num_train_examples=num_train)
   model = create_model(config)
-  schedule = optim.create_learning_rate_schedule(config.lr_configs, num_steps)
+  schedule = optim.create_learning_rate_schedule(config.lr_configs, num_steps,
+                                                 schedule_steps_per_epoch(num_train, config.batch_size))
   tx = optim.create_optimizer(config, schedule)
   init = state_lib.init_fn(model, tx, input_shape(config), config.rng_seed,
                            use_ema=config.ema_decay is not None)
   abstract, shardings = state_lib.abstract_state(init, mesh)
   return Run(config, workdir, mesh, pipeline, label_names, num_steps, steps_per_epoch, model, schedule,
              tx, init, abstract, shardings)
+
+
+def _log_data(config: ml_collections.ConfigDict, label_names: Optional[List[str]]) -> None:
+  """Says what the run reads (with what validation took from a prepared folder's report.json: the --dry_run shows
+  it too), and warns when real data names no classes: the checkpoints would then say class_<i>."""
+  logging.info('Data: %s', prepared.describe(config, label_names))
+  if label_names is None and config.dataset_name != 'synthetic':
+    logging.warning("The data names no classes (no label_map.json in 'dataset_configs.base_dir' %r): checkpoints "
+                    'will carry no class names, and evaluate, predict and export will say class_<i> unless given '
+                    '--label_map', config.dataset_configs.base_dir)
 
 
 def _check_batch_fits_mesh(config: ml_collections.ConfigDict, mesh: Mesh) -> None:

@@ -1,23 +1,28 @@
 """The learning-rate schedule and the optimizer, built from the config.
 
-`create_learning_rate_schedule(config.lr_configs, total_steps)` gives Scenic's 'compound' schedule (a
-product of factors) as a jnp-traceable function of the 0-based index of the optimizer update.
-`create_optimizer(config, schedule)` gives the optax chain: L2 penalty gradient, global-norm clipping, then
-the optimizer with decoupled weight decay. The gradient given to the chain is already the mean over the
-global batch, so clipping acts on the true gradient (Scenic clips before the cross-device mean, one
-of the upstream defects vivit_jax does not copy).
+`create_learning_rate_schedule(config.lr_configs, total_steps, steps_per_epoch)` gives Scenic's 'compound' schedule
+(a product of factors) as a jnp-traceable function of the 0-based index of the optimizer update, with lengths
+given in epochs resolved to steps. `create_optimizer(config, schedule)` gives the optax chain: L2 penalty gradient,
+global-norm clipping, then the optimizer with decoupled weight decay, then layer-wise decay; frozen parameters
+(`optimizer_configs.freeze`) are partitioned off and get neither updates nor optimizer state. The gradient given
+to the chain is already the mean over the global batch, so clipping acts on the true gradient (Scenic clips before
+the cross-device mean, one of the upstream defects vivit_jax does not copy).
 """
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Dict, Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
-__all__ = ['create_learning_rate_schedule', 'create_optimizer', 'weight_decay_mask']
+from vivit_jax.config import numbers
+from vivit_jax.train import param_groups
+
+__all__ = ['LearningRateSchedule', 'create_learning_rate_schedule', 'create_optimizer', 'weight_decay_mask']
 
 PyTree = Any
 Schedule = Callable[[Any], jax.Array]
@@ -116,13 +121,65 @@ _FACTORS = {
 }
 
 
-def create_learning_rate_schedule(lr_config: ml_collections.ConfigDict, total_steps: int) -> Schedule:
+@dataclasses.dataclass(frozen=True, eq=False)
+class LearningRateSchedule:
+  """`schedule(step) -> learning rate`, with the lengths it was built from (all in steps) for reports."""
+  fn: Schedule
+  lr_config: Dict[str, Any]  # lr_configs with every length in steps (epochs resolved).
+  total_steps: int
+  in_epochs: Dict[str, Any] = dataclasses.field(default_factory=dict)  # Epochs keys the config set -> values.
+  steps_per_epoch: Optional[float] = None  # What resolved them.
+
+  def __call__(self, step):
+    return self.fn(step)
+
+  @property
+  def warmup_steps(self) -> float:
+    return _warmup_steps(self.lr_config)
+
+  @property
+  def cycle_steps(self) -> float:
+    """Steps of one decay cycle, counting the warmup (the whole run when steps_per_cycle is None)."""
+    cycle = self.lr_config['steps_per_cycle']
+    return float(self.total_steps if cycle is None else cycle)
+
+  def describe(self) -> str:
+    """One line: the factors and the resolved warmup and decay lengths."""
+    c = self.lr_config
+    factors = [f.strip() for f in c['factors'].split('*') if f.strip()]
+    parts = [f"{c['factors']}, base {c['base_learning_rate']:g}"]
+    if 'linear_warmup' in factors:
+      parts.append(f'warmup {_count(self.warmup_steps)} steps{self._epochs("warmup_epochs")}')
+    if set(factors) & {'cosine_decay', 'linear_decay'}:
+      parts.append(f'decay {_count(self.cycle_steps - self.warmup_steps)} steps (cycle {_count(self.cycle_steps)}'
+                   f'{self._epochs("steps_per_cycle_epochs")})')
+    if 'piecewise_constant' in factors:
+      parts.append(f"decay events at steps {list(c['decay_events'])}{self._epochs('decay_events_epochs')}")
+    return '; '.join(parts) + f' of a {self.total_steps:,}-step run'
+
+  def _epochs(self, key: str) -> str:
+    if key not in self.in_epochs:
+      return ''
+    value = self.in_epochs[key]
+    shown = list(value) if isinstance(value, (list, tuple)) else f'{value:g}'
+    return f' = {shown} epochs of {_count(self.steps_per_epoch)} steps'
+
+
+def _count(steps: float) -> str:
+  """'8,390', or '14,187.5' for a fractional number of steps."""
+  return f'{int(steps):,}' if float(steps).is_integer() else f'{steps:,.1f}'
+
+
+def create_learning_rate_schedule(lr_config: ml_collections.ConfigDict, total_steps: int,
+                                  steps_per_epoch: Optional[float] = None) -> LearningRateSchedule:
   """Returns `schedule(step) -> learning rate` (float32 scalar) for `config.lr_configs`.
 
   `step` is the 0-based index of the optimizer update being computed (a Python int or a traced int32
-  scalar); `total_steps` is the number of updates in the run. The schedule is the product of the
-  '*'-separated `lr_configs.factors`, with warmup length `w = warmup_steps` (may be fractional) and decay
-  length `L = (steps_per_cycle or total_steps) - w`:
+  scalar); `total_steps` is the number of updates in the run. Lengths given in epochs (`warmup_epochs`,
+  `steps_per_cycle_epochs`, `decay_events_epochs`) become `floor(epochs * steps_per_epoch)` steps
+  (`config.numbers.schedule_steps_per_epoch`: train // batch_size, as Scenic counts); they need
+  `steps_per_epoch`. The schedule is the product of the '*'-separated `lr_configs.factors`, with warmup length
+  `w = warmup_steps` (may be fractional) and decay length `L = (steps_per_cycle or total_steps) - w`:
 
   - constant: `base_learning_rate`.
   - linear_warmup: `min(1, (step + 1) / w)` (1 when w <= 0). Scenic uses `step / w`, which trains the
@@ -144,8 +201,11 @@ def create_learning_rate_schedule(lr_config: ml_collections.ConfigDict, total_st
     updates.
 
   Raises:
-    ValueError: an unknown schedule or factor, or missing / inconsistent keys for a factor used.
+    ValueError: an unknown schedule or factor, missing / inconsistent keys for a factor used, a length given both
+      in steps and in epochs, or in epochs without `steps_per_epoch`.
   """
+  in_epochs = {key: lr_config[key] for key in numbers.EPOCH_FORMS.values() if lr_config.get(key) is not None}
+  lr_config = numbers.lr_in_steps(lr_config, steps_per_epoch)
   schedule = lr_config['learning_rate_schedule']
   if schedule not in SCHEDULES:
     raise ValueError(f"'lr_configs.learning_rate_schedule' is {schedule!r}; expected one of "
@@ -165,7 +225,7 @@ def create_learning_rate_schedule(lr_config: ml_collections.ConfigDict, total_st
       lr = lr * fn(step)
     return lr.astype(jnp.float32)
 
-  return learning_rate
+  return LearningRateSchedule(learning_rate, lr_config, int(total_steps), in_epochs, steps_per_epoch)
 
 
 def weight_decay_mask(params: PyTree, decay_biases_and_norms: bool = False) -> PyTree:
@@ -189,6 +249,19 @@ def _direction(name: str, opt: ml_collections.ConfigDict) -> optax.GradientTrans
                    "'adamw']")
 
 
+def scale_by_layer_depth(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Multiplies each update by `layerwise_decay`^(L+1-depth) (`param_groups.layer_depth`); stateless."""
+  def init(params):
+    param_groups.layer_scales(params, config)  # Every parameter has a depth, or an error names it now.
+    return optax.EmptyState()
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree_util.tree_map(lambda u, s: u * s, updates, param_groups.layer_scales(updates, config)), state
+
+  return optax.GradientTransformation(init, update)
+
+
 def create_optimizer(config: ml_collections.ConfigDict, schedule: Schedule) -> optax.GradientTransformation:
   """The optax chain for a validated `config`, driven by `schedule` (see create_learning_rate_schedule).
 
@@ -203,6 +276,14 @@ def create_optimizer(config: ml_collections.ConfigDict, schedule: Schedule) -> o
   4. `optimizer_configs.weight_decay` wd > 0: decoupled decay u += wd * param on the leaves chosen by
      `weight_decay_mask` (`decay_biases_and_norms`), for every optimizer ('adamw' uses optax.adamw's own).
   5. param -= schedule(step) * u, so the decay is scaled by the learning rate as in AdamW.
+  6. `optimizer_configs.layerwise_decay` (if set and below 1): the update of a parameter at depth i (0
+     embeddings, 1..L blocks, L+1 head; `param_groups`) is multiplied by decay^(L+1-i), as a per-layer learning
+     rate (its weight decay included, as in BEiT).
+
+  `optimizer_configs.freeze` (regexes over '/'-joined parameter paths) partitions the parameters with
+  optax.partition: the matching ones get a zero update and no optimizer state (no momentum, no Adam moments),
+  and steps 1-6 see only the others (the clipping norm included). Without these two options the chain and its
+  state are exactly those of earlier versions, so existing checkpoints resume.
 
   Scenic's sgd instead adds the weight decay to the gradient before the momentum; ours is decoupled.
   """
@@ -218,10 +299,15 @@ def create_optimizer(config: ml_collections.ConfigDict, schedule: Schedule) -> o
   if config.optimizer == 'adamw':
     ops.append(optax.adamw(schedule, b1=opt.beta1, b2=opt.beta2, eps=opt.epsilon, mu_dtype=jnp.float32,
                            weight_decay=weight_decay, mask=mask))
-    return optax.chain(*ops)
-  ops.append(_direction(config.optimizer, opt))
-  if weight_decay > 0:
-    ops.append(optax.add_decayed_weights(weight_decay, mask))
-  ops.append(optax.scale_by_learning_rate(schedule))
-  return optax.chain(*ops)
-
+  else:
+    ops.append(_direction(config.optimizer, opt))
+    if weight_decay > 0:
+      ops.append(optax.add_decayed_weights(weight_decay, mask))
+    ops.append(optax.scale_by_learning_rate(schedule))
+  if opt.layerwise_decay is not None and opt.layerwise_decay != 1.0:
+    ops.append(scale_by_layer_depth(config))
+  tx = optax.chain(*ops)
+  if not opt.freeze:
+    return tx
+  return optax.partition({param_groups.TRAINABLE: tx, param_groups.FROZEN: optax.set_to_zero()},
+                         functools.partial(param_groups.labels, patterns=tuple(opt.freeze)))

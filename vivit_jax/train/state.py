@@ -49,7 +49,10 @@ def create_state(init: Callable[[], TrainState], shardings: TrainState) -> Train
 
 
 def with_params(state: TrainState, params: Any, shardings: TrainState) -> TrainState:
-  """`state` with new params (e.g. from `init_from`), placed on the params' shardings; EMA restarts there."""
+  """`state` with new params (e.g. from `init_from`), placed on the params' shardings; EMA restarts there, in
+  buffers of its own (the train step donates the state, and one buffer cannot be donated twice)."""
   params = jax.device_put(params, shardings.params)
-  ema = params if state.ema_params is not None else None
+  ema = None
+  if state.ema_params is not None:  # jnp.copy: new buffers (jit would hand an input straight back as an output).
+    ema = jax.jit(lambda p: jax.tree_util.tree_map(jnp.copy, p), out_shardings=shardings.ema_params)(params)
   return state.replace(params=params, ema_params=ema)

@@ -17,7 +17,7 @@ from jax.sharding import PartitionSpec as P
 from vivit_jax import sharding as sharding_lib
 from vivit_jax import tasks
 from vivit_jax.eval import metrics
-from vivit_jax.train import mixup
+from vivit_jax.train import mixup, param_groups
 from vivit_jax.train.state import TrainState
 
 Batch = Dict[str, jax.Array]
@@ -40,9 +40,12 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: Callable[
   task = tasks.Task.from_config(config)
   k = config.gradient_accumulation_steps
   ema_decay = config.ema_decay
+  frozen = tuple(config.optimizer_configs.freeze)
 
   def loss_and_grad(params, batch, dropout_rng):
     def compute(p):
+      if frozen:  # No gradient for frozen params, nor through a frozen backbone.
+        p = param_groups.stop_frozen_gradients(p, frozen)
       logits = model.apply({'params': p}, batch['inputs'], train=True, rngs={'dropout': dropout_rng})
       return task.train_loss(logits, batch['label'], batch.get('batch_mask')), logits
     (loss, logits), grads = jax.value_and_grad(compute, has_aux=True)(params)
@@ -77,6 +80,9 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: Callable[
     ema = state.ema_params
     if ema is not None:
       ema = jax.tree_util.tree_map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
+    if frozen:  # Bit for bit: frozen params (and their average) keep their values.
+      params = param_groups.keep_frozen(state.params, params, frozen)
+      ema = None if ema is None else param_groups.keep_frozen(state.ema_params, ema, frozen)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
     step_metrics = {'train/loss': loss, 'train/accuracy': accuracy, 'grad_norm': optax.tree.norm(grads),
                     'learning_rate': jnp.asarray(schedule(state.step), jnp.float32)}
