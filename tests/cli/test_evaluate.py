@@ -79,23 +79,57 @@ def test_evaluates_single_and_multi_view_and_writes_every_file(trained, tmp_path
   confusion = np.array([[int(v) for v in r[1:]] for r in confusion_rows])
   assert confusion.shape == (5, 5) and confusion.sum() == 20
   assert np.trace(confusion) / 20 == pytest.approx(m['multi_view/accuracy'])
-  image = Image.open(str(tmp_path / 'out' / 'eval_confusion.png'))
-  assert image.size == (160, 160) and image.mode == 'RGB'
+  with Image.open(str(tmp_path / 'out' / 'eval_confusion.png')) as image:
+    assert image.format == 'PNG' and min(image.size) >= 600
   table = capsys.readouterr().out
   assert 'mean_per_class_accuracy' in table and 'multi view 2x3 (logits)' in table
 
 
-def test_saved_config_overrides_and_softmax_on_the_test_split(trained, tmp_path):
+def test_saved_config_overrides_and_softmax_on_the_test_split(trained, tmp_path, capsys):
   workdir, _, _ = trained
   output = str(tmp_path / 'test.json')
   status = evaluation.main([f'--checkpoint={workdir}', '--views=1x1', '--aggregation=softmax',
                             '--config.dataset_configs.examples_per_subset.test=11', f'--output={output}'])
   assert status == 0
-  m = json.load(open(output))['metrics']
+  # No --split: the config names test data, so the test split.
+  assert "No --split given: evaluating 'test' (the config has test data)" in capsys.readouterr().out
+  summary = json.load(open(output))
+  assert summary['split'] == 'test'
+  m = summary['metrics']
   assert (m['multi_view/num_videos'], m['multi_view/num_views']) == (11, 11)
   # One view, the centre clip: the multi-view pass is the single-view pass.
   assert m['multi_view/accuracy'] == pytest.approx(m['single_view/accuracy'])
   assert m['multi_view/loss'] == pytest.approx(m['single_view/loss'], rel=1e-4)
+
+
+def test_without_test_data_the_validation_split_is_evaluated_and_label_map_names_every_output(
+    trained, tmp_path, capsys, monkeypatch):
+  """No --split and no test data: 'validation', said on the console and in the default output name; the
+  --label_map names reach the per-class CSV, the confusion CSV and the PNG's axes."""
+  workdir, _, _ = trained
+  names = [f'moves {d} across the frame' for d in ('north', 'east', 'south', 'west', 'north-east')]
+  label_map = tmp_path / 'label_map.json'
+  label_map.write_text(json.dumps({'names': names}))
+  figures = []
+  save = outputs.plots.save_figure
+  monkeypatch.setattr(outputs.plots, 'save_figure', lambda fig, path: figures.append(fig) or save(fig, path))
+  monkeypatch.chdir(tmp_path)
+  assert evaluation.main([f'--checkpoint={workdir}', '--views=1x1', f'--label_map={label_map}']) == 0
+  out = capsys.readouterr().out
+  assert "No --split given: evaluating 'validation' (the config names no test data)" in out
+  assert 'Results in eval_validation.json' in out
+  assert json.load(open(tmp_path / 'eval_validation.json'))['split'] == 'validation'
+  assert [r[1] for r in read_csv(str(tmp_path / 'eval_validation_per_class.csv'))[1:]] == names
+  confusion = read_csv(str(tmp_path / 'eval_validation_confusion.csv'))
+  assert confusion[0][1:] == names and [r[0] for r in confusion[1:]] == names
+  (fig,) = figures
+  heat = fig.axes[0]
+  assert [t.get_text() for t in heat.get_xticklabels()] == names
+  assert [t.get_text() for t in heat.get_yticklabels()] == names
+  assert heat.get_title() == "Confusion matrix: 'validation', 1x1 views (logits), 20 videos"
+  assert sum(int(t.get_text()) for t in heat.texts) == 20  # The counts of every video, in the cells.
+  with Image.open(tmp_path / 'eval_validation_confusion.png') as image:
+    assert min(image.size) >= 600
 
 
 def test_a_checkpoint_of_another_model_is_an_error_naming_the_paths(trained, tmp_path, capsys):
@@ -159,7 +193,8 @@ def test_multi_head_models_write_files_per_head(tmp_path):
   rows = read_csv(str(tmp_path / 'epic_verb_per_class.csv'))
   assert rows[1:] == [['0', 'take', '2', '0.500000', '0.500000'], ['1', 'wash', '4', '1.000000', '1.000000']]
   assert read_csv(str(tmp_path / 'epic_noun_confusion.csv'))[0] == ['true \\ predicted', 'pan', 'knife', 'cup']
-  assert Image.open(str(tmp_path / 'epic_noun_confusion.png')).size == (96, 96)
+  with Image.open(str(tmp_path / 'epic_noun_confusion.png')) as image:
+    assert min(image.size) >= 600
   assert json.load(open(tmp_path / 'epic.json'))['files'] == files
   assert 'action/accuracy' in outputs.format_table(summary)
 

@@ -278,3 +278,41 @@ def test_multi_label_models_get_map_of_the_aggregated_scores(mesh):
   expected = metrics.mean_average_precision(mean_probability[:7], labels[:7])
   assert result.scalars['test/mAP'] == pytest.approx(expected, rel=1e-6)
   assert result.scalars['test/num_videos'] == 7 and result.scalars['test/num_views'] == 14
+
+
+class FakeClock:
+  """`perf_counter` returning the given times in turn: the pass reads it at its start, after the first batch and
+  at its end."""
+
+  def __init__(self, *times):
+    self.times = list(times)
+
+  def perf_counter(self):
+    return self.times.pop(0)
+
+
+def test_clips_per_s_counts_real_clips_after_the_first_batch(mesh, monkeypatch):
+  table = np.random.default_rng(3).normal(size=(32, 2))
+  labels = np.eye(2, dtype=np.float32)[np.arange(8) % 2]
+  step = jax.jit(evaluate.make_eval_step(lookup, task_of(SINGLE), mesh))
+  first = view_batch(np.arange(16).reshape(8, 2), labels)  # 8 real videos, 2 views each.
+  last = view_batch(np.arange(16, 32).reshape(8, 2), labels, mask=[1] * 3 + [0] * 5)  # 3 real, 5 padding rows.
+  batches = [sharding_lib.global_batch(b, mesh) for b in (first, last)]
+  # Start at 0 s, the first batch (compilation) done at 10 s, the end at 12 s: the 3 x 2 real clips after the
+  # first batch took 2 s. Counting padding (8 x 2 clips) or the compilation would give 8 or 1.83 clips/s.
+  monkeypatch.setattr(evaluate, 'time', FakeClock(0.0, 10.0, 12.0))
+  scalars = evaluate.run_passes(step, jnp.asarray(table, jnp.float32), batches, 11, 'test').scalars
+  assert scalars['test/num_views'] == 22 and scalars['test/wall_s'] == 12.0
+  assert scalars['test/clips_per_s'] == pytest.approx(3.0)
+  # One batch: nothing runs after the compilation, so the whole pass is timed (its 7 real videos x 2 views / 4 s).
+  monkeypatch.setattr(evaluate, 'time', FakeClock(0.0, 3.0, 4.0))
+  one = view_batch(np.arange(16).reshape(8, 2), labels, mask=[1] * 7 + [0])
+  scalars = evaluate.run_passes(step, jnp.asarray(table, jnp.float32), [sharding_lib.global_batch(one, mesh)], 7,
+                                'test').scalars
+  assert scalars['test/num_views'] == 14 and scalars['test/clips_per_s'] == pytest.approx(14 / 4.0)
+
+
+def test_without_a_split_named_test_data_is_preferred_else_validation():
+  assert evaluate.default_split(SyntheticPipeline(synthetic_config())) == 'validation'
+  with_test = SyntheticPipeline(synthetic_config(dataset_configs__examples_per_subset__test=6))
+  assert evaluate.default_split(with_test) == 'test'

@@ -108,8 +108,8 @@ def test_runs_happen_and_report_is_written(tiny_runs):
   assert f'| step | {TWO[0]} | {TWO[1]} |' in curves
   accuracy = reporting.read_results(os.path.join(tiny_runs, TWO[0]))['metrics']['valid/accuracy']
   assert f'| 2 | {100 * accuracy:.1f} |' in curves
-  with Image.open(os.path.join(tiny_runs, 'ablation.png')) as image:
-    assert image.format == 'PNG' and image.size[0] >= 480 and image.size[1] == 3 * 260 + 60 + 12 * len(TWO)
+  with Image.open(os.path.join(tiny_runs, 'ablation.png')) as image:  # What it shows: test_ablation_report.py.
+    assert image.format == 'PNG' and min(image.size) >= 600
 
 
 def test_finished_runs_are_skipped(tiny_runs, monkeypatch):

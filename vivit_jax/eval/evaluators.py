@@ -11,8 +11,10 @@ repeats work.
 Metric names are Scenic's, under a prefix (`valid`, `test`, ...): `accuracy`, `accuracy_top_5`, `loss` and
 `mean_per_class_accuracy` (per head `{head}/...` for multi-head tasks, plus EPIC's `action/accuracy` and
 `action/accuracy_top_5`), `mAP` for multi-label tasks, `num_videos` and `num_views` (what the pass actually saw),
-`clips_per_s` and `wall_s`. With 'softmax' aggregation the loss is the cross-entropy of the averaged
-probabilities.
+`wall_s` (the whole pass, compilation included) and `clips_per_s`: real clips (the views of real videos; masked
+padding rows are not counted) per second of wall time after the first batch, whose time holds the compilation
+(with a single batch: over the whole pass, compilation included). With 'softmax' aggregation the loss is the
+cross-entropy of the averaged probabilities.
 """
 
 import dataclasses
@@ -150,40 +152,50 @@ _accumulate = jax.jit(metrics.add_trees)  # Sums count trees on the devices (rep
 def run_passes(eval_step: EvalStep, params: Any, batches: Iterable[Batch], expected_videos: Optional[int],
                prefix: str, split: str = '') -> Evaluation:
   """Runs `eval_step` over global `batches`, summing on the devices; one host sync after the first batch
-  (for the timing, which leaves out compilation) and one fetch at the end."""
-  totals, kept, clips, num_views = None, [], [], 1
+  (for the timing, which leaves out compilation: see `_throughput`) and one fetch at the end."""
+  totals, kept, num_batches, num_views = None, [], 0, 1
   start = time.perf_counter()
-  first_done = start
-  for i, batch in enumerate(batches):
+  first_done, first_videos = start, 0
+  for batch in batches:
     num_views = batch['inputs'].shape[1] if batch['inputs'].ndim == 6 else 1
     out = eval_step(params, batch)
     totals = out['counts'] if totals is None else _accumulate(totals, out['counts'])
     if 'scores' in out:
       kept.append({k: out[k] for k in ('scores', 'label', 'batch_mask')})
-    clips.append(batch['inputs'].shape[0] * num_views)
-    if i == 0:  # Compiles the accumulation and waits for the first batch, both outside the timing.
+    num_batches += 1
+    if num_batches == 1:  # Compiles the accumulation and waits for the first batch, both outside the timing.
       jax.block_until_ready(_accumulate(totals, totals))
+      first_videos = _num_videos(jax.device_get(out['counts']))
       first_done = time.perf_counter()
   if totals is None:
     raise ValueError(f"split '{split}' has no examples to evaluate")
   totals, kept = jax.device_get((totals, kept))
   end = time.perf_counter()
-  return _summarize(totals, kept, prefix, split, expected_videos, num_views,
-                    _throughput(clips, start, first_done, end), end - start)
+  num_videos = _num_videos(totals)
+  clips_per_s = _throughput(num_videos * num_views, first_videos * num_views, num_batches > 1,
+                            (start, first_done, end))
+  return _summarize(totals, kept, prefix, split, expected_videos, num_views, clips_per_s, end - start)
 
 
-def _throughput(clips: List[int], start: float, first_done: float, end: float) -> float:
-  """Clips (padding rows included) per second after the first batch, which includes compilation; the whole
-  pass when there is only one batch."""
-  if len(clips) > 1 and end > first_done:
-    return sum(clips[1:]) / (end - first_done)
-  return sum(clips) / max(end - start, 1e-9)
+def _num_videos(counts: Dict[str, Any]) -> int:
+  """The real (unmasked) videos that fetched `evaluation_counts` counted."""
+  return int(round(float(next(iter(counts['heads'].values()))['num_examples'])))
+
+
+def _throughput(clips: int, first_clips: int, several_batches: bool, times: Tuple[float, float, float]) -> float:
+  """Real clips (views of real videos: masked padding rows are not counted) per second of the pass's wall time
+  after the first batch, whose time holds the compilation; with one batch, over the whole pass, compilation
+  included. `times`: (start, first batch done, end)."""
+  start, first_done, end = times
+  if several_batches and end > first_done:
+    return (clips - first_clips) / (end - first_done)
+  return clips / max(end - start, 1e-9)
 
 
 def _summarize(totals: Dict[str, Any], kept: List[Dict[str, np.ndarray]], prefix: str, split: str,
                expected_videos: Optional[int], num_views: int, clips_per_s: float, wall_s: float) -> Evaluation:
   heads = totals['heads']
-  num_videos = int(round(float(next(iter(heads.values()))['num_examples'])))
+  num_videos = _num_videos(totals)
   if expected_videos is not None and num_videos != expected_videos:
     raise RuntimeError(f"evaluation of '{split}' saw {num_videos} videos; the split has {expected_videos}")
   scalars = metrics.summarize_evaluation(totals, prefix)
@@ -278,19 +290,26 @@ def _check_views_fit(config: ml_collections.ConfigDict, views: Views, batch_size
                       f'than the {memory / 2**30:.1f} GiB here; ask for fewer views or a smaller --batch_size')
 
 
+def default_split(pipeline: Pipeline) -> str:
+  """The split to evaluate when none is named: 'test' where the config names test data (a test table, or
+  examples_per_subset.test), else 'validation' (a folder dataset, say, has no test split)."""
+  return 'test' if pipeline.has_split('test') else 'validation'
+
+
 def evaluate_checkpoint(checkpoint: str, config: Any = None, overrides: Sequence[str] = (),
-                        split: str = 'validation', views: Optional[Views] = None, aggregation: str = 'logits',
+                        split: Optional[str] = None, views: Optional[Views] = None, aggregation: str = 'logits',
                         batch_size: Optional[int] = None, label_map: Optional[str] = None,
-                        devices: Optional[List[Any]] = None) -> Tuple[Dict[str, Any], Dict[str, Evaluation],
-                                                                      Restored]:
-  """Single-view and multi-view passes of any checkpoint `load_params` reads over `split`.
+                        devices: Optional[List[Any]] = None, split_chosen: Optional[Callable[[str], None]] = None
+                        ) -> Tuple[Dict[str, Any], Dict[str, Evaluation], Restored]:
+  """Single-view and multi-view passes of any checkpoint `load_params` reads over `split` (None: `default_split`).
 
   The checkpoint is restored for use (`checkpoints.restore`: the given config, else the saved one). Batch sizes
   are videos per global batch and never depend on the device count: `batch_size` for both passes, else
   `eval_batch_size` (else `batch_size`) for the single view and `dataset_configs.test_batch_size` for the multi
   view, each rounded up to a multiple of the mesh's data x fsdp size (the extra rows are masked padding).
   `views` default to the config's test views. With one view the multi-view pass is the single-view pass, so it
-  runs once.
+  runs once. `split_chosen(split)` is called once the split is known to exist, before the data is checked or
+  any pass runs (the command checks its output path there, named after the split).
 
   Returns:
     (summary: the JSON-ready run description with 'metrics', {'single_view'|'multi_view': Evaluation}, the
@@ -302,7 +321,12 @@ def evaluate_checkpoint(checkpoint: str, config: Any = None, overrides: Sequence
   shardings = jax.tree_util.tree_map(lambda x: x.sharding, restored.params)
   step = eval_step_for(restored.model, config, shardings, mesh, aggregation)
   pipeline = create_pipeline(config)
+  if split is None:
+    split = default_split(pipeline)
+    logging.info("No split named: evaluating '%s'%s", split, '' if split == 'test' else ' (no test data)')
   _check_split(pipeline, split)
+  if split_chosen is not None:
+    split_chosen(split)
   requested = {'single_view': batch_size or config.eval_batch_size or config.batch_size,
                'multi_view': batch_size or config.dataset_configs.test_batch_size}
   _check_views_fit(config, views, round_up_batch(requested['multi_view'], mesh))

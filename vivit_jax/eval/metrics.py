@@ -232,3 +232,13 @@ def summarize_evaluation(totals: Mapping[str, Any], prefix: str) -> dict[str, fl
     out[f'{prefix}/{ACTION}/accuracy'] = float(np.asarray(action['correct'])) / total
     out[f'{prefix}/{ACTION}/accuracy_top_5'] = float(np.asarray(action['correct_top_5'])) / total
   return out
+
+
+def most_confused_pairs(confusion: np.ndarray, k: int) -> list[tuple[int, int, int]]:
+  """The `k` largest off-diagonal cells of a `[C, C]` confusion matrix as (true class, predicted class, videos),
+  most videos first (ties: by true, then predicted class); cells with no video are left out."""
+  counts = np.rint(np.asarray(confusion, np.float64)).astype(np.int64)
+  np.fill_diagonal(counts, 0)
+  true, predicted = np.nonzero(counts)
+  order = np.lexsort((predicted, true, -counts[true, predicted]))[:max(k, 0)]
+  return [(int(true[i]), int(predicted[i]), int(counts[true[i], predicted[i]])) for i in order]

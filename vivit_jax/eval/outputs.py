@@ -3,8 +3,10 @@ and confusion matrices as CSV, the confusion matrix as a PNG heat map, and a con
 
 `write_outputs` writes, for an evaluation summary of single-view and multi-view passes, `<stem>.json` and beside
 it, from the multi-view pass, `<stem>_per_class.csv` (class_index, name, videos, accuracy, single_view_accuracy),
-`<stem>_confusion.csv` (rows: true class, columns: predicted) and `<stem>_confusion.png` (row-normalised heat
-map); multi-head tasks write one of each per head: `<stem>_<head>_per_class.csv`, ...
+`<stem>_confusion.csv` (rows: true class, columns: predicted) and `<stem>_confusion.png` (`plots.confusion_figure`:
+a heat map with names, counts and a colour bar for up to 30 classes, else the most confused pairs); multi-head
+tasks write one of each per head: `<stem>_<head>_per_class.csv`, ... The class names are the label map's (or the
+checkpoint's), else 'class_<i>'.
 """
 
 import csv
@@ -15,10 +17,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
-from PIL import Image
 
 from vivit_jax import tasks
-from vivit_jax.eval import metrics
+from vivit_jax.eval import metrics, plots
 
 
 def write_json(path: str, value: Any) -> None:
@@ -61,19 +62,6 @@ def write_confusion_csv(path: str, names: Sequence[str], confusion: np.ndarray) 
       writer.writerow([name] + [int(round(v)) for v in row])
 
 
-def confusion_image(confusion: np.ndarray, max_side: int = 800) -> Image.Image:
-  """A heat map of the row-normalised confusion matrix (white: 0, dark blue: every video of the true class);
-  each cell is a square of up to 32 pixels, rows are true classes and columns predicted ones."""
-  confusion = np.asarray(confusion, np.float64)
-  rows = confusion.sum(axis=1, keepdims=True)
-  fraction = np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
-  cell = max(1, min(32, max_side // max(confusion.shape[0], 1)))
-  white, dark = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
-  pixels = white + fraction[..., None] * (dark - white)
-  pixels = np.repeat(np.repeat(pixels, cell, axis=0), cell, axis=1)
-  return Image.fromarray(np.round(pixels).astype(np.uint8), mode='RGB')
-
-
 def write_outputs(summary: Dict[str, Any], passes: Dict[str, Any], task: tasks.Task, output: str,
                   label_names: Optional[Sequence[str]] = None) -> Dict[str, str]:
   """The JSON, and per head the per-class CSV, confusion CSV and PNG; returns {what: path}."""
@@ -89,7 +77,8 @@ def write_outputs(summary: Dict[str, Any], passes: Dict[str, Any], task: tasks.T
     files[f'{head or "all"}/confusion_png'] = f'{base}_confusion.png'
     write_per_class_csv(f'{base}_per_class.csv', names[head], multi[head], single[head])
     write_confusion_csv(f'{base}_confusion.csv', names[head], multi[head])
-    confusion_image(multi[head]).save(f'{base}_confusion.png')
+    plots.save_figure(plots.confusion_figure(multi[head], names[head], plots.confusion_title(head, summary)),
+                      f'{base}_confusion.png')
   summary = dict(summary, files=files)
   write_json(output, summary)
   return files

@@ -6,8 +6,10 @@ short timed loop on this machine (`cost_sweep`, source 'timed'), or, where no ti
 divided by its steps (source 'run': compilation, evaluation and checkpoints included, so an upper bound). Every
 metric of results.json whose name ends in 'accuracy' gets a column; the paper's numbers (each sweep entry's
 `paper`) stand beside ours. `markdown_table` lists one row per run; `markdown_curves` the primary metric at every
-evaluated step, from each run's metrics.jsonl; `plot` draws, with PIL only, bars of top-1 and GFLOPs (ours beside
-the paper's) and, when runs have histories, their learning curves.
+evaluated step, from each run's metrics.jsonl; `plots.figure` draws them with matplotlib (ours beside the
+paper's numbers, and the learning curves). `read_markdown` reads such a report back (at its printed precision)
+and `redraw` renders its PNG again from it, which is how docs/ablations/*.png are drawn from the committed
+reports without rerunning the sweeps.
 """
 
 import csv
@@ -15,16 +17,12 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from vivit_jax.eval.plots import save_figure
+from vivit_jax.experiments.ablation import plots
+from vivit_jax.experiments.ablation.plots import Curves, number
 from vivit_jax.experiments.ablation.spec import Ablation, Entry, select
 from vivit_jax.experiments.ablation.sweep import COST_FILE, entry_config, measure_cost, write_cost
 from vivit_jax.train import reporting
-
-Curves = Dict[str, List[Tuple[int, float]]]
-
-
-def number(value: Any) -> Optional[float]:
-  """`value` as a float when it is a real number (not a bool), else None."""
-  return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def markdown_curves(ablation: Ablation, curves: Curves) -> str:
@@ -62,69 +60,6 @@ def markdown_table(ablation: Ablation, rows: List[Dict[str, Any]], columns: Sequ
             "step_time_s: median of a timed loop ('timed') or run wall time / steps ('run', an upper bound). "
             "paper_*: the paper's numbers.", '']
   return '\n'.join(lines)
-
-
-def primary_metric(ablation: Ablation, row: Dict[str, Any]) -> Optional[float]:
-  """Our accuracy in % for the plot: the first of the ablation's metrics that the run reported."""
-  return next((100.0 * row[m] for m in ablation.metrics if number(row.get(m)) is not None), None)
-
-
-def plot(ablation: Ablation, rows: List[Dict[str, Any]],
-         curves: Optional[Curves] = None):
-  """Bar panels drawn with PIL: top-1 (ours vs paper) and GFLOPs (ours vs paper), one group per entry; below
-  them, when runs have histories, a panel of learning curves (the primary metric against the step)."""
-  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
-  width, panel, margin = max(480, 140 * len(rows) + 80), 260, 40
-  legend = 12 * len(curves or {})  # The curves' legend, below their panel.
-  image = Image.new('RGB', (width, (3 if curves else 2) * panel + 60 + legend), 'white')
-  draw = ImageDraw.Draw(image)
-  draw.text((margin, 8), f'{ablation.name}: ours (blue) vs paper (orange)', fill='black')
-  panels = (('top-1 %', [primary_metric(ablation, r) for r in rows], [r.get('paper_top1') for r in rows]),
-            ('GFLOPs', [r.get('gflops') for r in rows], [r.get('paper_gflops') for r in rows]))
-  for p, (label, ours, paper) in enumerate(panels):
-    top, bottom = 40 + p * panel, 40 + (p + 1) * panel - 40
-    draw.text((margin - 30, top - 12), label, fill='black')
-    draw.line((margin, bottom, width - 20, bottom), fill='black')
-    peak = max([v for v in ours + paper if v] or [1.0])
-    for i, row in enumerate(rows):
-      x = margin + 10 + i * ((width - margin - 30) // max(1, len(rows)))
-      for j, (value, colour) in enumerate(((ours[i], (66, 114, 196)), (paper[i], (237, 125, 49)))):
-        if value is None:
-          continue
-        height = (bottom - top - 14) * value / peak
-        draw.rectangle((x + 30 * j, bottom - height, x + 30 * j + 26, bottom), fill=colour)
-        draw.text((x + 30 * j, bottom - height - 12), f'{value:.3g}', fill='black')
-      draw.text((x, bottom + 4 + 12 * (i % 2)), row['name'][:22], fill='black')
-  if curves:
-    _plot_curves(draw, ablation, curves, (margin, 40 + 2 * panel, width - 20, 40 + 3 * panel - 40))
-  return image
-
-
-_CURVE_COLOURS = ((66, 114, 196), (237, 125, 49), (112, 173, 71), (165, 42, 42), (112, 48, 160), (0, 0, 0),
-                  (255, 192, 0), (91, 155, 213))
-
-
-def _plot_curves(draw, ablation: Ablation, curves: Curves,
-                 box: Tuple[int, int, int, int]) -> None:
-  """Lines of metric (%) against step in `box` (left, top, right, bottom), 0-100 on the y axis."""
-  left, top, right, bottom = box
-  last = max(step for curve in curves.values() for step, _ in curve) or 1
-  draw.text((left - 30, top - 12), f'{ablation.metrics[0]} % by step (0-{last})', fill='black')
-  draw.line((left, bottom, right, bottom), fill='black')
-  draw.line((left, top, left, bottom), fill='black')
-  for percent in (50, 100):
-    y = bottom - (bottom - top) * percent / 100
-    draw.line((left, y, right, y), fill=(210, 210, 210))
-    draw.text((left - 24, y - 6), str(percent), fill='black')
-  for i, (name, curve) in enumerate(curves.items()):
-    colour = _CURVE_COLOURS[i % len(_CURVE_COLOURS)]
-    points = [(left + (right - left) * step / last, bottom - (bottom - top) * value)
-              for step, value in curve if number(value) is not None]
-    if len(points) > 1:
-      draw.line(points, fill=colour, width=2)
-    for x, y in points:
-      draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
-    draw.text((left, bottom + 8 + 12 * i), name, fill=colour)
 
 
 def _read_json(path: str) -> Dict[str, Any]:
@@ -175,7 +110,7 @@ def collect(ablation: Ablation, workdir: str, only: Optional[Sequence[str]] = No
     writer.writerows({k: ('' if v is None else v) for k, v in row.items()} for row in rows)
   with open(paths['md'], 'w') as f:
     f.write(markdown_table(ablation, rows, columns) + markdown_curves(ablation, curves))
-  plot(ablation, rows, curves).save(paths['png'])
+  save_figure(plots.figure(ablation, rows, curves), paths['png'])
   return paths
 
 
@@ -183,3 +118,59 @@ def learning_curve(ablation: Ablation, run_dir: str) -> List[Tuple[int, float]]:
   """[(step, value)] of the first of the ablation's metrics in the run's metrics.jsonl ([] if none)."""
   history = reporting.read_history(run_dir)
   return next((history[m] for m in ablation.metrics if history.get(m)), [])
+
+
+def _parse_cell(column: str, text: str) -> Any:
+  """The inverse of `_cell`, at its printed precision: '' -> None, '1.5M' -> 1.5e6, '1,234' -> 1234, accuracies
+  in % -> fractions; anything else that is not a number stays text."""
+  text = text.strip()
+  if not text:
+    return None
+  try:
+    value = float(text[:-1]) * 1e6 if text.endswith('M') else float(text.replace(',', ''))
+  except ValueError:
+    return text
+  if column.endswith('accuracy'):
+    return round(value / 100, 6)
+  return int(value) if value.is_integer() and column in ('step', 'params', 'paper_params') else value
+
+
+def _table(lines: List[str]) -> List[List[str]]:
+  """The cells of the Markdown table starting at `lines[0]` (its header), without the '|---|' line."""
+  out = []
+  for line in lines:
+    if not line.startswith('|'):
+      break
+    if not line.startswith('|---'):
+      out.append([cell.strip() for cell in line.strip().strip('|').split('|')])
+  return out
+
+
+def read_markdown(text: str) -> Tuple[List[Dict[str, Any]], Curves]:
+  """(rows, curves) from an ablation.md that `collect` wrote: the run table and the learning-curve table."""
+  lines = text.splitlines()
+  first = next((i for i, line in enumerate(lines) if line.startswith('| ')), None)
+  if first is None:
+    raise ValueError('no Markdown table found in the ablation report')
+  header, *body = _table(lines[first:])
+  rows = [{c: _parse_cell(c, v) for c, v in zip(header, cells)} for cells in body]
+  heading = next((i for i, line in enumerate(lines) if line.startswith('## ') and 'by training step' in line), None)
+  curves: Curves = {}
+  if heading is not None:
+    names, *steps = _table([line for line in lines[heading + 1:] if line.strip()])
+    for column, name in enumerate(names[1:], start=1):
+      curve = [(int(cells[0]), _parse_cell('accuracy', cells[column])) for cells in steps]
+      curves[name] = [(step, value) for step, value in curve if value is not None]
+  return rows, curves
+
+
+def redraw(ablation: Ablation, markdown_path: str, png_path: Optional[str] = None) -> str:
+  """Draws the PNG of a committed ablation.md again (beside it by default), the paper's numbers taken from the
+  ablation's sweep entries; returns the PNG's path."""
+  with open(markdown_path) as f:
+    rows, curves = read_markdown(f.read())
+  paper = {e.name: e.paper for e in ablation.entries}
+  rows = [dict(row, **{f'paper_{k}': v for k, v in paper.get(row['name'], {}).items()}) for row in rows]
+  png_path = png_path or os.path.splitext(markdown_path)[0] + '.png'
+  save_figure(plots.figure(ablation, rows, curves), png_path)
+  return png_path
