@@ -18,8 +18,6 @@ from vivit_jax.checkpoints import (CheckpointError, load_checkpoint, load_metada
 from vivit_jax.models import create_model
 from vivit_jax.serving import predict
 
-# Orbax reads arrays concurrently; when one read fails, the others' errors surface later as unraisable.
-pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
 
 
 @pytest.fixture(scope='module')

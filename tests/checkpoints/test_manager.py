@@ -128,10 +128,6 @@ def test_max_to_keep_keeps_the_newest(tmp_path, mesh):
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '4']
 
 
-# Orbax reads arrays concurrently; when one read fails, the others' errors surface later as unraisable.
-_IGNORE_ORBAX_ASYNC_NOISE = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
-
-
 def corrupt(step_dir, how: str) -> None:
   """Damages the array storage of one checkpoint step the way a torn or partial copy would."""
   files = [os.path.join(root, name) for root, _, names in os.walk(os.path.join(step_dir, 'state'))
@@ -144,7 +140,6 @@ def corrupt(step_dir, how: str) -> None:
       os.remove(path)
 
 
-@_IGNORE_ORBAX_ASYNC_NOISE
 @pytest.mark.parametrize('how', ['truncate_all', 'truncate_data', 'delete_data'])
 def test_unreadable_latest_falls_back_with_a_warning(tmp_path, mesh, how):
   states = save_steps(str(tmp_path), mesh, [1, 2])
@@ -159,7 +154,6 @@ def test_unreadable_latest_falls_back_with_a_warning(tmp_path, mesh, how):
   assert_bitwise_equal(restored, states[1])
 
 
-@_IGNORE_ORBAX_ASYNC_NOISE
 def test_saving_after_a_fallback_replaces_the_unreadable_steps(tmp_path, mesh):
   save_steps(str(tmp_path), mesh, [1, 2, 3])
   for step in (2, 3):
@@ -179,7 +173,6 @@ def test_saving_after_a_fallback_replaces_the_unreadable_steps(tmp_path, mesh):
   assert_bitwise_equal(restored, replacement)
 
 
-@_IGNORE_ORBAX_ASYNC_NOISE
 def test_no_readable_checkpoint_lists_every_one(tmp_path, mesh):
   save_steps(str(tmp_path), mesh, [1, 2])
   for step in (1, 2):

@@ -4,7 +4,8 @@ vivit_jax, Scenic, ViT `.npz`, big_vision and Hugging Face checkpoints in Scenic
 label names (`restore.py`); initialising a ViViT from a pretrained model (`pretrained.py`); conversion between
 the formats (`convert.py`)."""
 
-from vivit_jax.checkpoints.manager import CheckpointError, CheckpointManager, PreemptionWatcher
+from vivit_jax.checkpoints.manager import CheckpointError, CheckpointManager
+from vivit_jax.checkpoints.preemption import PreemptionWatcher
 from vivit_jax.checkpoints.loading import (FORMATS, Loaded, check_params_fit, detect_format, load_checkpoint,
                                            load_metadata, load_params, save_vivit_jax)
 from vivit_jax.checkpoints.formats.scenic import save_scenic

@@ -24,6 +24,7 @@ from vivit_jax import sharding
 from vivit_jax.checkpoints.formats import huggingface
 from vivit_jax.checkpoints.formats.scenic import save_scenic
 from vivit_jax.checkpoints.loading import load_params, save_vivit_jax
+from vivit_jax.checkpoints.manager import CheckpointError
 from vivit_jax.checkpoints.restore import Restored, restore_for_use
 from vivit_jax.models import create_model
 from vivit_jax.models.shapes import input_shape
@@ -85,11 +86,33 @@ def compare_logits(source: Restored, params: dict, output: str, to: str, seed: i
           'converted_side': converted_side, 'num_classes': int(before.shape[-1])}
 
 
-def convert(input_path: str, output: str, to: str, config_path: Optional[str] = None) -> dict[str, Any]:
-  """Converts `input_path` into `output` (format `to`) and returns the logit comparison."""
+def prepare(input_path: str, to: str, config_path: Optional[str] = None) -> Restored:
+  """The source restored for use, refused before anything is written when format `to` cannot hold it.
+
+  Raises:
+    CheckpointError: the source is unreadable or does not fit its config, or a Hugging Face target is asked
+      for a model other than ViViT Model 1 (or with label names that do not name every class).
+    ValueError: an unknown `to`.
+  """
   if to not in TARGETS:
     raise ValueError(f'unknown target format {to!r}; expected one of {TARGETS}')
   source = restore_for_use(input_path, config_path, mesh=sharding.single_device_mesh())
+  if to == 'huggingface':
+    try:
+      huggingface.hf_config_from(source.config, source.label_names)
+    except CheckpointError as e:
+      raise CheckpointError(f'Cannot convert {input_path} to Hugging Face: {e}') from e
+  return source
+
+
+def write_and_compare(source: Restored, output: str, to: str) -> dict[str, Any]:
+  """Writes a `prepare`d source into `output` (format `to`) and returns the logit comparison."""
   params = source.host_params(np.float32)
   write_target(source, params, output, to)
   return compare_logits(source, params, output, to)
+
+
+def convert(input_path: str, output: str, to: str, config_path: Optional[str] = None) -> dict[str, Any]:
+  """Converts `input_path` into `output` (format `to`) and returns the logit comparison (`prepare`, then
+  `write_and_compare`)."""
+  return write_and_compare(prepare(input_path, to, config_path), output, to)

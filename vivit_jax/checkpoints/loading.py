@@ -18,6 +18,8 @@ through TensorStore, Hugging Face through safetensors.
 Whatever the format, the params pass one check (`formats.check_weights`): at least one array, floating point,
 finite. A workdir or checkpoints directory means its newest readable step: a newer step that cannot be read is
 skipped with the trainer's warning (`manager.warn_unreadable`); a step named explicitly never falls back.
+A format named explicitly whose reader fails on a checkpoint that `detect_format` sees as another format (a
+vivit_jax workdir read as 'scenic') is refused naming the format to set.
 """
 
 import dataclasses
@@ -34,12 +36,16 @@ from vivit_jax.checkpoints.formats import scenic
 from vivit_jax.checkpoints.formats import vit_npz
 from vivit_jax.checkpoints.manager import (CheckpointError, CheckpointManager, describe_mismatch, leaf_shapes,
                                            newest_readable, short_error)
+from vivit_jax.checkpoints.settled_reads import settled_reads
 
 FORMATS = ('vivit_jax', 'scenic', 'vit_npz', 'big_vision', 'huggingface')
 _STATE, _METADATA, _CHECKPOINTS = 'state', 'metadata', 'checkpoints'
 _LOOKED_FOR = ('an Orbax step directory (state/), a checkpoints directory (<step>/state/) or a workdir '
                '(checkpoints/); a Hugging Face directory (config.json + *.safetensors); a Scenic msgpack '
                'file or a directory of checkpoint_<step> msgpack files; an .npz file')
+_FORMAT_NAMES = {'vivit_jax': 'a vivit_jax checkpoint', 'scenic': 'a Scenic checkpoint',
+                 'vit_npz': 'an .npz checkpoint of the vision_transformer layout',
+                 'big_vision': 'a big_vision .npz checkpoint', 'huggingface': 'a Hugging Face checkpoint'}
 _T = TypeVar('_T')
 
 
@@ -92,7 +98,8 @@ def _newest_readable(path: str, read: Callable[[str], _T]) -> tuple[str, _T]:
   """
   if _is_step_dir(path):
     try:
-      return path, read(path)
+      with settled_reads():  # A failed read leaves no TensorStore callback to print tracebacks later.
+        return path, read(path)
     except CheckpointError:
       raise
     except Exception as e:  # noqa: BLE001
@@ -216,6 +223,42 @@ def detect_format(path: str) -> str:
                         f'arrays nor a Flax msgpack file; looked for {_LOOKED_FOR}')
 
 
+def _what_it_is(path: str, detected: str) -> str:
+  if detected != 'vivit_jax':
+    return _FORMAT_NAMES[detected]
+  if _is_step_dir(path):
+    return 'a vivit_jax step directory'
+  has_checkpoints = os.path.isdir(os.path.join(path, _CHECKPOINTS))
+  return 'a vivit_jax workdir' if has_checkpoints else 'a vivit_jax checkpoints directory'
+
+
+def _wrong_format(path: str, format: str) -> str | None:  # pylint: disable=redefined-builtin
+  """The error for a `format` named explicitly whose reader failed on a checkpoint of another format (None when
+  `detect_format` agrees, or recognises nothing)."""
+  try:
+    detected = detect_format(path)
+  except CheckpointError:
+    return None
+  if detected == format or {detected, format} <= {'vit_npz', 'big_vision'}:  # One reader for both.
+    return None
+  return (f"{path} is {_what_it_is(path, detected)}, not {_FORMAT_NAMES[format]} (format {format!r}): set "
+          f"init_from.checkpoint_format='{detected}' (or 'auto')")
+
+
+def _read(path: str, format: str) -> Loaded:  # pylint: disable=redefined-builtin
+  """The params of `path` read as `format` (one of FORMATS), not yet checked."""
+  if format == 'vivit_jax':
+    return _load_vivit_jax(path)
+  if format == 'scenic':
+    file = scenic.checkpoint_file(path)
+    return Loaded(source=file, format=format, params=scenic.load_scenic(file))
+  if format in ('vit_npz', 'big_vision'):
+    if not vit_npz.is_npz_file(path):
+      raise CheckpointError(f'{path} is not an .npz archive of arrays (format {format!r})')
+    return Loaded(source=path, format=format, params=vit_npz.load_vit_npz(path))
+  return _load_huggingface(path)
+
+
 def load_checkpoint(path: str, format: str = 'auto') -> Loaded:  # pylint: disable=redefined-builtin
   """The params of a checkpoint (see `load_params`) with what describes them, read from the same step.
 
@@ -225,7 +268,8 @@ def load_checkpoint(path: str, format: str = 'auto') -> Loaded:  # pylint: disab
 
   Raises:
     CheckpointError: the checkpoint is missing or unreadable (a workdir's steps all unreadable), or its params
-      fail `check_weights` (empty, integer or boolean, NaN or inf: naming the parameters and the file).
+      fail `check_weights` (empty, integer or boolean, NaN or inf: naming the parameters and the file), or
+      a `format` named explicitly that the checkpoint is not (naming the format `detect_format` sees).
     ValueError: an unknown `format`.
   """
   path = os.fspath(path)
@@ -235,17 +279,13 @@ def load_checkpoint(path: str, format: str = 'auto') -> Loaded:  # pylint: disab
     raise ValueError(f"load_params: format must be 'auto' or one of {FORMATS}, got {format!r}")
   if not os.path.exists(path):
     raise CheckpointError(f'No checkpoint at {path}: no such file or directory')
-  if format == 'vivit_jax':
-    loaded = _load_vivit_jax(path)
-  elif format == 'scenic':
-    file = scenic.checkpoint_file(path)
-    loaded = Loaded(source=file, format=format, params=scenic.load_scenic(file))
-  elif format in ('vit_npz', 'big_vision'):
-    if not vit_npz.is_npz_file(path):
-      raise CheckpointError(f'{path} is not an .npz archive of arrays (format {format!r})')
-    loaded = Loaded(source=path, format=format, params=vit_npz.load_vit_npz(path))
-  else:
-    loaded = _load_huggingface(path)
+  try:
+    loaded = _read(path, format)
+  except CheckpointError as e:
+    wrong = _wrong_format(path, format)
+    if wrong:
+      raise CheckpointError(wrong) from e
+    raise
   check_weights(loaded.params, loaded.source)
   return loaded
 

@@ -1,4 +1,4 @@
-"""Training checkpoints: save, resume, keep the newest N, and stop cleanly on preemption.
+"""Training checkpoints: save, resume and keep the newest N (stopping on preemption: preemption.py).
 
 A checkpoint step holds two Orbax items side by side in `{workdir}/checkpoints/{step}/`:
 
@@ -15,16 +15,17 @@ Resuming is `restore(abstract_state)`: the newest readable step comes back alrea
 step that is readable but does not fit the model raises `CheckpointError` naming every mismatching path.
 """
 
+import contextlib
 import json
 import logging
 import os
-import signal
-import types
 import warnings
-from typing import Any, Callable, Self, TypeVar
+from typing import Any, Callable, Iterator, Self, TypeVar
 
 import jax
 import orbax.checkpoint as ocp
+
+from vivit_jax.checkpoints.settled_reads import settled_reads
 
 _log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ PyTree = Any
 
 
 _T = TypeVar('_T')
+# How a full disk reads in the errors of TensorStore (Orbax's array storage) and of the filesystem.
+_DISK_FULL = ('RESOURCE_EXHAUSTED', 'No space left', 'ENOSPC')
 
 
 class CheckpointError(ValueError):
@@ -107,7 +110,8 @@ def newest_readable(step_dirs: dict[int, str], read: Callable[[int], _T], where:
   failures, skipped = [], set()
   for step in sorted(step_dirs, reverse=True):
     try:
-      return step, read(step), skipped
+      with settled_reads():  # A failed read leaves no TensorStore callback to print tracebacks later.
+        return step, read(step), skipped
     except CheckpointError:
       raise
     except Exception as e:  # noqa: BLE001
@@ -164,6 +168,11 @@ class CheckpointManager:
     self._manager = ocp.CheckpointManager(self._directory, options=options,
                                           handler_registry=_handler_registry())
     self._unreadable: set[int] = set()  # Steps skipped by the last fallback in `restore`.
+    self._saving: int | None = None  # The step of the last save started, until it is known to be committed.
+    self._save_failed = False
+    # From a save's start until it is known committed, the loops of Orbax's background threads settle before they
+    # close, so that a failed write (a full disk) leaves no TensorStore callback printing tracebacks behind it.
+    self._settling, self._settling_now = contextlib.ExitStack(), False
 
   @property
   def directory(self) -> str:
@@ -214,7 +223,32 @@ class CheckpointManager:
       return False
     args = ocp.args.Composite(**{_STATE: ocp.args.StandardSave(state),
                                  _METADATA: ocp.args.JsonSave(metadata)})
-    return self._manager.save(step, args=args, force=force)
+    with self._save_errors():  # A failed earlier save raises here, before a new one starts.
+      if not self._settling_now:
+        self._settling.enter_context(settled_reads())
+        self._settling_now = True
+      started = self._manager.save(step, args=args, force=force)
+    if started:
+      self._saving = step
+    return started
+
+  @contextlib.contextmanager
+  def _save_errors(self) -> Iterator[None]:
+    """Turns the error of a failed (background) save into one CheckpointError line naming the step, the cause
+    (a full disk is called so) and the newest committed step, which the failure leaves intact."""
+    try:
+      yield
+    except CheckpointError:
+      raise
+    except Exception as e:  # noqa: BLE001  # Orbax re-raises TensorStore's and the filesystem's errors as they are.
+      self._save_failed = True
+      step, text = self._saving, short_error(e, limit=300)
+      full = ' because the disk is full' if any(t in str(e) for t in _DISK_FULL) else ''
+      kept = [s for s in self._manager.all_steps() if s != step]
+      previous = (f'the previous checkpoint {self.step_directory(max(kept))} is intact' if kept
+                  else 'no earlier checkpoint exists')
+      where = self.step_directory(step) if step is not None else f'a checkpoint in {self._directory}'
+      raise CheckpointError(f'Saving {where} failed{full}: {text}; {previous}') from e
 
   def _drop_unreadable(self) -> None:
     """Deletes the steps that the last fallback in `restore` skipped."""
@@ -250,7 +284,8 @@ class CheckpointManager:
       if step not in steps:
         raise CheckpointError(f'No checkpoint {self.step_directory(step)}; available steps: {steps}')
       try:
-        return self._restore_step(step, abstract_state)
+        with settled_reads():
+          return self._restore_step(step, abstract_state)
       except CheckpointError:
         raise
       except Exception as e:
@@ -289,99 +324,49 @@ class CheckpointManager:
     if step is None or step not in self._manager.all_steps():
       raise CheckpointError(f'No checkpoint step {step} in {self._directory}; steps: {self.all_steps()}')
     try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(**{_METADATA: ocp.args.JsonRestore()}))
+      with settled_reads():
+        restored = self._manager.restore(step, args=ocp.args.Composite(**{_METADATA: ocp.args.JsonRestore()}))
     except Exception as e:
       raise CheckpointError(f'Cannot read the metadata of {self.step_directory(step)}: {short_error(e)}') from e
     return dict(restored[_METADATA])
 
   def wait_until_finished(self) -> None:
-    """Blocks until background saves are committed; raises their errors, if any."""
-    self._manager.wait_until_finished()
+    """Blocks until background saves are committed; raises a failed one's error as a CheckpointError."""
+    try:
+      with self._save_errors():
+        self._manager.wait_until_finished()
+    finally:
+      self._settled()
+    self._saving = None
+
+  def _settled(self) -> None:
+    """Ends the settling that `save` started (no background save is running any more)."""
+    if self._settling_now:
+      self._settling.close()
+      self._settling_now = False
 
   def check_for_errors(self) -> None:
-    """Raises, without waiting, the error of a background save that has already failed."""
-    self._manager.check_for_errors()
+    """Raises, without waiting, the error of a background save that has already failed (a CheckpointError)."""
+    with self._save_errors():
+      self._manager.check_for_errors()
 
   def close(self) -> None:
-    """Finishes background work (saves, deletions of old steps) and releases resources."""
-    self._manager.close()
+    """Finishes background work (saves, deletions of old steps) and releases resources. A save that failed
+    raises here unless its error was raised already (by `save`, `wait_until_finished` or `check_for_errors`)."""
+    try:
+      if self._save_failed:
+        try:
+          self._manager.close()
+        except Exception as e:  # noqa: BLE001  # The same failure, already reported.
+          _log.debug('Closing after a failed save: %s', short_error(e))
+        return
+      with self._save_errors():
+        self._manager.close()
+    finally:
+      self._settled()
 
   def __enter__(self) -> Self:
     return self
 
   def __exit__(self, *exc_info) -> None:
     self.close()
-
-
-def _jax_preemption_service_active() -> bool:
-  """Whether jax.distributed runs its preemption sync manager (which owns SIGTERM natively)."""
-  try:
-    from jax._src import distributed  # pylint: disable=g-import-not-at-top
-    state = distributed.global_state
-    return state.client is not None and state.preemption_sync_manager is not None
-  except Exception:  # noqa: BLE001
-    return False
-
-
-class PreemptionWatcher:
-  """Turns SIGTERM into a flag that the training loop polls, so it can checkpoint and exit cleanly.
-
-  Usage::
-
-    with PreemptionWatcher() as preemption:
-      for step in ...:
-        ...
-        if preemption.should_stop(step):
-          ckpt.save(step, state, metadata, force=True)
-          break
-
-  The handler only sets a flag (nothing unsafe runs inside a signal handler); the previous handler comes
-  back on exit. In multi-process runs `should_stop` also asks JAX's preemption service whether all
-  processes reached the same sync step (call it at every step from every process). When that service is
-  running it owns SIGTERM through a native handler, so the watcher leaves SIGTERM alone rather than
-  replacing it; without the service each process only sees its own signal.
-  """
-
-  def __init__(self, sig: int = signal.SIGTERM):
-    self._signal = sig
-    self._requested = False
-    self._previous = None
-    self._installed = False
-
-  @property
-  def requested(self) -> bool:
-    """Whether the signal arrived (or the preemption sync point was reached)."""
-    return self._requested
-
-  def _handle(self, signum: int, frame: types.FrameType | None) -> None:
-    del signum, frame
-    self._requested = True
-
-  def __enter__(self) -> Self:
-    if jax.process_count() > 1 and _jax_preemption_service_active():
-      _log.info('PreemptionWatcher: relying on the JAX preemption service for signal %d.', self._signal)
-      return self
-    try:
-      self._previous = signal.signal(self._signal, self._handle)
-      self._installed = True
-    except ValueError as e:  # Not the main thread of the main interpreter.
-      _log.warning('PreemptionWatcher: cannot install a handler for signal %d: %s', self._signal, e)
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    if self._installed:
-      signal.signal(self._signal, self._previous if self._previous is not None else signal.SIG_DFL)
-      self._installed = False
-
-  def should_stop(self, step: int) -> bool:
-    """True once the signal arrived, or once all processes reached the preemption sync point at `step`."""
-    if self._requested:
-      return True
-    if jax.process_count() > 1:
-      try:
-        from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-        if multihost_utils.reached_preemption_sync_point(step):
-          self._requested = True
-      except Exception as e:  # noqa: BLE001  # No distributed/preemption service.
-        _log.debug('reached_preemption_sync_point(%d) unavailable: %s', step, e)
-    return self._requested

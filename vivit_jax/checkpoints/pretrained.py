@@ -30,7 +30,7 @@ import numpy as np
 
 from vivit_jax.checkpoints.formats.vit_npz import convert_pre_linen
 from vivit_jax.checkpoints.pretrained_posemb import Grid, adapt_posemb, adapt_temporal_posemb
-from vivit_jax.checkpoints.pretrained_report import Entry, InitReport
+from vivit_jax.checkpoints.pretrained_report import Entry, InitReport, nothing_matched
 from vivit_jax.models.embedding import inflation_weights
 
 INFLATIONS = ('central_frame_initializer', 'average_frame_initializer', 'average_arp_frame_initializer')
@@ -317,6 +317,10 @@ def init_from_pretrained_with_report(
   if b.errors:
     raise PretrainedMismatchError('The pretrained params cannot initialise the model ({} problems):\n{}'.format(
         len(b.errors), '\n'.join(b.errors)))
+  if not b.report.loaded and not b.report.adapted:  # A tree of other names: training would start from scratch.
+    raise PretrainedMismatchError(nothing_matched(
+        config.init_from.get('checkpoint_path') or '', {k: np.shape(v) for k, v in sorted(_flat(pretrained).items())},
+        {k: v.shape for k, v in sorted(b.target.items())}))
   b.report.unused = sorted(set(b.source) - b.used)
   for tpath in b.target:
     if tpath not in b.out:
@@ -345,6 +349,7 @@ def init_from_pretrained(params: Any, pretrained: Dict[str, Any], config: ml_col
     A new nested dict of numpy arrays with exactly the paths, shapes and dtypes of `params`.
 
   Raises:
-    PretrainedMismatchError: source arrays that cannot fit (hidden size, patch size, ...), naming every path.
+    PretrainedMismatchError: source arrays that cannot fit (hidden size, patch size, ...), naming every path;
+      or a source that initialises no parameter at all (other names), naming some paths of both trees.
   """
   return init_from_pretrained_with_report(params, pretrained, config, log, source_grid)[0]

@@ -1,7 +1,7 @@
 """The report of `init_from_pretrained`: which target parameters were loaded, adapted or left fresh."""
 
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,3 +51,22 @@ class InitReport:
       lines += [f'  {name}: {e.line()}' for e in getattr(self, name)]
     lines += [f'  unused: {path}' for path in self.unused]
     return '\n'.join(lines)
+
+
+def _some(shapes: Dict[str, Tuple[int, ...]], limit: int = 5) -> str:
+  """'path (shape)' for up to `limit` paths of `shapes`, one per top-level module first, and how many more."""
+  firsts = {}
+  for path in shapes:
+    firsts.setdefault(path.split('/')[0], path)
+  picked = list(firsts.values())[:limit]
+  picked += [path for path in shapes if path not in picked][:limit - len(picked)]
+  more = len(shapes) - len(picked)
+  return ', '.join(f'{path} {tuple(shapes[path])}' for path in picked) + (f', ... ({more} more)' if more else '')
+
+
+def nothing_matched(checkpoint: str, source: Dict[str, Tuple[int, ...]], target: Dict[str, Tuple[int, ...]]) -> str:
+  """The error of an init_from whose checkpoint initialises no parameter: both trees' paths, side by side."""
+  where = checkpoint or 'the pretrained params'
+  return (f'init_from: none of the {len(source)} arrays read from {where} matches a parameter of the model, so '
+          f'all {len(target)} parameters would stay freshly initialised; the checkpoint has {_some(source)}; the '
+          f'model has {_some(target)} (expected an image ViT or a ViViT checkpoint in Scenic naming)')

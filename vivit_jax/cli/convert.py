@@ -1,5 +1,6 @@
 """`vivit-convert` (scripts/convert_checkpoint.py): checkpoints between vivit_jax, Scenic and Hugging Face."""
 
+import os
 from typing import Optional, Sequence
 
 from vivit_jax.checkpoints import convert
@@ -32,8 +33,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args, _ = common.parse(_parser(), argv, overrides=False)
   common.quiet_library_logs()
   try:
-    common.check_output(args.output, directory=True)
-    report = convert.convert(args.input, args.output, args.to, args.config)
+    created = not os.path.exists(os.path.expanduser(args.output))
+    common.check_output(args.output, directory=True)  # A bad --output is reported first.
+    try:
+      source = convert.prepare(args.input, args.to, args.config)  # A source the target cannot hold: refused here.
+    except BaseException:
+      output = os.path.expanduser(args.output)
+      if created and os.path.isdir(output) and not os.listdir(output):
+        os.rmdir(output)  # Leave nothing behind: check_output created it empty.
+      raise
+    report = convert.write_and_compare(source, args.output, args.to)
   except common.EXPECTED_ERRORS as e:
     return common.fail(e)
   print(f'wrote {args.to} checkpoint to {args.output}')

@@ -243,7 +243,7 @@ def scenic_to_hf(params: dict, num_layers: int) -> dict[str, np.ndarray]:
   missing = sorted(scenic for scenic, _ in names.values() if scenic not in flat)
   extra = sorted(flat.keys() - {scenic for scenic, _ in names.values()})
   if missing or extra:
-    raise ValueError(f'the parameters are not a ViViT Model 1 tree with {num_layers} blocks: missing '
+    raise CheckpointError(f'the parameters are not a ViViT Model 1 tree with {num_layers} blocks: missing '
                      f'{missing or "nothing"}, unexpected {extra or "nothing"}')
   return {hf: np.ascontiguousarray(_LAYOUTS[layout][1](np.asarray(flat[scenic], np.float32)))
           for hf, (scenic, layout) in names.items()}
@@ -260,7 +260,7 @@ def save_huggingface(path: str, params: dict, config, label_names: Optional[list
     label_names: class names for id2label; None writes transformers' placeholders 'LABEL_i'.
 
   Raises:
-    ValueError: the model is not ViViT Model 1 with a class token, or the tree does not fit the config.
+    CheckpointError: the model is not ViViT Model 1 with a class token, or the tree does not fit the config.
   """
   hf_config = hf_config_from(config, label_names)
   tensors = scenic_to_hf(params, config.model.num_layers)

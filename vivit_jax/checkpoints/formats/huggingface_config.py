@@ -282,17 +282,18 @@ def hf_config_from(config, label_names: Optional[list[str]] = None) -> dict[str,
   """The transformers `VivitConfig` (as config.json's dict) of a vivit_jax Model 1 config.
 
   Raises:
-    ValueError: the config is not ViViT Model 1 with a class token, which is all that HF's ViViT implements.
+    CheckpointError: the config is not ViViT Model 1 with a class token, which is all that HF's ViViT implements,
+      or `label_names` does not name every class.
   """
   problems = _model1_problems(config)
   if problems:
-    raise ValueError('Hugging Face supports ViViT Model 1 only (spacetime attention, token classifier, 3d_conv '
-                     'tubelets, no pre-logits); this config has ' + '; '.join(problems))
+    raise CheckpointError('Hugging Face supports ViViT Model 1 only (spacetime attention, token classifier, 3d_conv '
+                          'tubelets, no pre-logits); this config has ' + '; '.join(problems))
   m, d = config.model, config.dataset_configs
   num_classes = d.num_classes
   names = list(label_names) if label_names else [f'LABEL_{i}' for i in range(num_classes)]
   if len(names) != num_classes:
-    raise ValueError(f'{len(names)} label names for {num_classes} classes (dataset_configs.num_classes)')
+    raise CheckpointError(f'{len(names)} label names for {num_classes} classes (dataset_configs.num_classes)')
   fh, fw, ft = m.patches.size
   return {
       'architectures': ['VivitForVideoClassification'], 'model_type': 'vivit',
