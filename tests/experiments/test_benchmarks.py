@@ -3,6 +3,8 @@
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 from tests import paths
 from tests.tiny import tiny_config
@@ -61,3 +63,14 @@ def test_gpu_check_compares_bfloat16_with_float32_for_every_variant(capsys):
   for row in rows:  # On CPU both runs use XLA attention: this checks the comparison, not cuDNN.
     assert row['attention'] == 'xla' and row['grad_cosine'] > 0.999
     assert 0 < row['max_abs_logit_diff'] < 0.05 * max(1.0, row['logit_scale'])
+
+
+def test_the_model_benchmark_and_gpu_check_run_without_tensorflow():
+  """GPU images often lack TensorFlow: only `--data` may import it (run in a fresh interpreter)."""
+  code = ('import sys, runpy\n'
+          'import vivit_jax.cli.benchmark, vivit_jax.cli.gpu_check\n'
+          'assert "tensorflow" not in sys.modules, sorted(m for m in sys.modules if m.startswith("tensorflow"))\n'
+          'sys.argv = ["gpu_check", "--help"]\n'
+          'runpy.run_module("vivit_jax.cli.gpu_check", run_name="__main__")\n')
+  done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, check=False)
+  assert done.returncode == 0 and 'usage:' in done.stdout, done.stderr[-2000:]

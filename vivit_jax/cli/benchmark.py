@@ -7,7 +7,6 @@ from typing import Optional, Sequence
 
 from vivit_jax.cli import common
 from vivit_jax.config import load_config
-from vivit_jax.experiments.benchmarks import data as data_benchmark
 from vivit_jax.experiments.benchmarks import model as model_benchmark
 
 USAGE = """Benchmarks that print numbers.
@@ -61,6 +60,8 @@ def _data(args) -> None:
   if args.work_dir:
     common.check_output(args.work_dir, directory=True)
   with tempfile.TemporaryDirectory() as tmp:
+    # Imported here: only --data needs TensorFlow, so --model runs where it is not installed (a GPU image).
+    from vivit_jax.experiments.benchmarks import data as data_benchmark  # pylint: disable=g-import-not-at-top
     result = data_benchmark.data_benchmark(args.work_dir or tmp)
   width = max(len(k) for k in result)
   print(json.dumps(result, indent=2) if args.json else '\n'.join(f'{k:<{width}}  {v}' for k, v in result.items()))

@@ -1,6 +1,7 @@
 """`vivit-gpu-check` (scripts/gpu_check.py): the accelerated paths against float32, one row per variant."""
 
 import json
+import sys
 from typing import Optional, Sequence
 
 import jax
@@ -50,3 +51,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if args.json:
     print(json.dumps(rows, indent=2))
   return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
