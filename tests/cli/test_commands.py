@@ -12,10 +12,11 @@ import pytest
 from tests import paths
 
 REQUIRED = ('vivit-train', 'vivit-evaluate', 'vivit-predict', 'vivit-prepare-data', 'vivit-convert', 'vivit-export',
-            'vivit-ablation', 'vivit-benchmark', 'vivit-model-table')
+            'vivit-ablation', 'vivit-benchmark', 'vivit-model-table', 'vivit-features')
 SCRIPTS = {'evaluate': 'evaluate', 'predict': 'predict', 'prepare_data': 'prepare_data',
            'convert_checkpoint': 'convert', 'export': 'export', 'run_ablation': 'ablation', 'benchmark': 'benchmark',
-           'model_table': 'model_table', 'pretrain_image_vit': 'pretrain_image_vit', 'gpu_check': 'gpu_check'}
+           'model_table': 'model_table', 'pretrain_image_vit': 'pretrain_image_vit', 'gpu_check': 'gpu_check',
+           'extract_features': 'features'}
 
 
 def console_scripts():

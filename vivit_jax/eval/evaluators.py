@@ -252,7 +252,7 @@ class TrainingEvaluators:
     return scalars
 
 
-def _check_split(pipeline: Pipeline, split: str) -> None:
+def check_split(pipeline: Pipeline, split: str) -> None:
   """A DataError naming the splits the config has, and the closest, when it has no data for `split`."""
   if '[' in split or pipeline.has_split(split):  # A TFDS slice ('train[:10%]') is checked by TFDS itself.
     return
@@ -279,7 +279,7 @@ def host_memory_bytes() -> Optional[int]:
   return min(sizes) if sizes else None
 
 
-def _check_views_fit(config: ml_collections.ConfigDict, views: Views, batch_size: int) -> None:
+def check_views_fit(config: ml_collections.ConfigDict, views: Views, batch_size: int) -> None:
   """A ConfigError when one multi-view batch (every view of `batch_size` videos, as the pipeline hands it over)
   would not fit in this machine's memory, before anything is decoded."""
   d, memory = config.dataset_configs, host_memory_bytes()
@@ -324,12 +324,12 @@ def evaluate_checkpoint(checkpoint: str, config: Any = None, overrides: Sequence
   if split is None:
     split = default_split(pipeline)
     logging.info("No split named: evaluating '%s'%s", split, '' if split == 'test' else ' (no test data)')
-  _check_split(pipeline, split)
+  check_split(pipeline, split)
   if split_chosen is not None:
     split_chosen(split)
   requested = {'single_view': batch_size or config.eval_batch_size or config.batch_size,
                'multi_view': batch_size or config.dataset_configs.test_batch_size}
-  _check_views_fit(config, views, round_up_batch(requested['multi_view'], mesh))
+  check_views_fit(config, views, round_up_batch(requested['multi_view'], mesh))
   check_data(pipeline, [split], counts_must_match=False)
   summary: Dict[str, Any] = {'checkpoint': checkpoint, 'split': split, 'aggregation': aggregation,
                              'views': str(views), 'batch_size': {}, 'batch_size_requested': requested,

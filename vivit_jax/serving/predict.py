@@ -47,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from vivit_jax import sharding, tasks
-from vivit_jax.checkpoints.restore import restore_for_use
+from vivit_jax.checkpoints.restore import Restored, restore_for_use
 from vivit_jax.data import Views
 from vivit_jax.data.ingest import video_files, video_io
 from vivit_jax.data.transforms import augment, sampling
@@ -83,9 +83,7 @@ def load_for_inference(checkpoint: str, config_path: Optional[str] = None, overr
   """
   restored = restore_for_use(checkpoint, config_path, overrides, label_map=label_map,
                              mesh=sharding.single_device_mesh())
-  names = restored.label_names or [f'class_{i}' for i in range(restored.task.num_classes)]
-  return Predictor(model=restored.model, params=restored.params, config=restored.config,
-                   spec=restored.preprocessing, label_names=names, batch_size=batch_size)
+  return Predictor.from_restored(restored, batch_size)
 
 
 def request_problem(top_k: int, window: Optional[float], fps: float) -> Optional[str]:
@@ -129,6 +127,13 @@ class Predictor:
       raise InferenceError(f"value_range {self.spec['value_range']} is neither [-1, 1] nor [0, 1]")
     self._forward = jax.jit(lambda p, x: model.apply({'params': p}, x, train=False))
 
+  @classmethod
+  def from_restored(cls, restored: Restored, batch_size: Optional[int] = None) -> 'Predictor':
+    """A predictor (or subclass) of a restored checkpoint; classes without names are called 'class_{i}'."""
+    names = restored.label_names or [f'class_{i}' for i in range(restored.task.num_classes)]
+    return cls(model=restored.model, params=restored.params, config=restored.config, spec=restored.preprocessing,
+               label_names=names, batch_size=batch_size)
+
   @property
   def clip_shape(self) -> Tuple[int, int, int, int]:
     """[T, crop, crop, 3] of one model input."""
@@ -166,6 +171,11 @@ class Predictor:
     """Mean of the views' logits [V, C] -> probabilities [C]."""
     return np.asarray(self.activation(jnp.asarray(logits.mean(axis=0))), np.float32)
 
+  def summarize(self, outputs: np.ndarray, top_k: int) -> Any:
+    """A clip group's result from the model outputs of its views [V, C]: the top-k of their mean's
+    probabilities. (A subclass whose model outputs something else, e.g. features, summarises it otherwise.)"""
+    return self.top_k(self.probabilities(outputs), top_k)
+
   def top_k(self, probabilities: np.ndarray, k: int) -> TopK:
     """The k most probable (label, probability), most probable first (ties: lower class index first)."""
     order = np.argsort(-probabilities, kind='stable')[:max(1, k)]
@@ -188,7 +198,7 @@ class Predictor:
     results: Dict[int, Any] = {}
 
     def finish(number: int, logits: np.ndarray) -> None:
-      top, key = self.top_k(self.probabilities(logits), top_k), keys.pop(number)
+      top, key = self.summarize(logits, top_k), keys.pop(number)
       results[number] = top if key is None else {'start_s': key[0], 'end_s': key[1], 'top_k': top}
 
     batches, seen = ViewBatches(self.logits, self.batch_size, finish), 0
