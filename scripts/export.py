@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Exports a checkpoint as a TensorFlow SavedModel: the `vivit-export` command (vivit_jax/cli/export.py); `--help`
-says how."""
+"""Exports a checkpoint as a TensorFlow SavedModel (default) or an ONNX model (`--format=onnx`, with the onnx
+extra: pip install 'vivit_jax[onnx]'), checked against the JAX model: the `vivit-export` command
+(vivit_jax/cli/export.py); `--help` says how."""
 
 import sys
 

@@ -11,7 +11,7 @@ import pytest
 from tests import paths
 
 ROOT = paths.ROOT
-TEST_ONLY = ('torch', 'transformers', 'pytest', 'onnx', 'onnxruntime', 'tf2onnx')
+TEST_ONLY = ('torch', 'transformers', 'pytest', 'onnx', 'onnxruntime', 'jax2onnx')
 
 
 def _requirements(text):
