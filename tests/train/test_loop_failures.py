@@ -89,3 +89,20 @@ def test_a_workdir_whose_checkpoints_is_a_file_stops_before_training(tmp_path):
   with pytest.raises(PathError, match=f'checkpoint directory {tmp_path}/checkpoints is a file; expected a directory'):
     train.train(train_config('spacetime'), str(tmp_path))
   assert not os.path.exists(tmp_path / 'results.json')
+
+
+def test_a_broken_record_in_real_validation_data_names_itself_after_saving_the_step(tmp_path):
+  base = tmp_path / 'data'
+  base.mkdir()
+  write_split(str(base), 'train', 10, 4, shards=1)
+  path = _with_a_broken_jpeg(str(base), 'validation', 2)
+  config = dmvr_config(str(base), batch_size=8, eval_batch_size=8, num_training_steps=3, log_eval_steps=2,
+                       checkpoint_steps=1000, dataset_configs__tables__train='train@1',
+                       dataset_configs__tables__validation='validation@1',
+                       dataset_configs__examples_per_subset__train=4,
+                       dataset_configs__examples_per_subset__validation=4)
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(DataError, match=f"reading split 'validation' .*{path} record 2: a frame of the sampled"):
+    train.train(config, workdir)
+  assert CheckpointManager(workdir).all_steps() == [2]  # The step is saved before its evaluation fails.
+  assert f'{path} record 2' in read_json(workdir, 'results.json')['status']

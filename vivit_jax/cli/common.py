@@ -112,6 +112,14 @@ def describe(error: BaseException) -> str:
   return str(error) or type(error).__name__
 
 
+def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
+  """--checkpoint, --config and --label_map: how every tool that reads a trained model names it (restore_for_use)."""
+  parser.add_argument('--checkpoint', required=True, help='our workdir or step, or a Scenic/ViT/HF checkpoint')
+  parser.add_argument('--config', default=None,
+                      help="config file[:preset]; default: the checkpoint's own (Scenic and ViT files need one)")
+  parser.add_argument('--label_map', default=None, help="JSON {'names': [...]}; default: the checkpoint's")
+
+
 def fail(error: BaseException, status: int = 2) -> int:
   """Prints `error: <message>` on stderr; returns the exit status (2: an input the user can fix)."""
   print(f'error: {describe(error)}', file=sys.stderr)

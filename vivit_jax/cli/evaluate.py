@@ -50,8 +50,7 @@ def parse_views(text: str) -> Views:
 
 def _parser():
   parser = common.parser('vivit-evaluate', USAGE)
-  parser.add_argument('--checkpoint', required=True, help='any checkpoint load_params reads')
-  parser.add_argument('--config', default=None, help="config file[:preset]; default: the checkpoint's own")
+  common.add_checkpoint_flags(parser)
   parser.add_argument('--split', default=None,
                       help="split to evaluate (default: 'test' if the config has test data, else 'validation')")
   parser.add_argument('--views', default=None, help="CLIPSxCROPS, e.g. 4x3 or 4x1 (default: the config's)")
@@ -59,7 +58,6 @@ def _parser():
                       help='average logits (the paper) or probabilities over views')
   parser.add_argument('--output', default=None, help='results JSON (default: eval_<split>.json, the split chosen)')
   parser.add_argument('--batch_size', type=common.positive_int, default=None, help='videos per global batch')
-  parser.add_argument('--label_map', default=None, help="JSON {'names': [...]}; default: the checkpoint's")
   return parser
 
 

@@ -45,9 +45,7 @@ def _platforms(text: str):
 
 def _parser():
   parser = common.parser('vivit-export', USAGE)
-  parser.add_argument('--checkpoint', required=True, help='our workdir or step, or a Scenic/ViT/HF checkpoint')
-  parser.add_argument('--config', default=None, help='model config file; needed when the checkpoint has none')
-  parser.add_argument('--label_map', default=None, help="JSON {'names': [...]}; default: the checkpoint's")
+  common.add_checkpoint_flags(parser)
   parser.add_argument('--output', required=True,
                       help='the SavedModel directory (saved_model), or the .onnx file (onnx)')
   parser.add_argument('--format', default='saved_model', choices=['saved_model', 'onnx'],

@@ -53,11 +53,9 @@ found; 2 when a flag, path, checkpoint, config or the data cannot be used, or --
 def _parser() -> argparse.ArgumentParser:
   parser = common.parser('vivit-features', USAGE)
   parser.add_argument('inputs', nargs='*', metavar='VIDEO|DIR', help='video files and directories of them')
-  parser.add_argument('--checkpoint', required=True, help='our workdir or step, or a Scenic/ViT/HF checkpoint')
+  common.add_checkpoint_flags(parser)
   parser.add_argument('--output', required=True, help='the .npz to write')
   parser.add_argument('--split', default=None, help="a split of the config's data instead of files (validation)")
-  parser.add_argument('--config', default=None, help='model config file; needed when the checkpoint has none')
-  parser.add_argument('--label_map', default=None, help="JSON {'names': [...]}; default: the checkpoint's")
   parser.add_argument('--views', default=None, help="CLIPSxCROPS, e.g. 4x3 (default: the config's)")
   parser.add_argument('--fps', type=common.positive_float, default=None,
                       help=f'decoding frame rate of files (default {predict.DEFAULT_FPS:g}, prepare_data\'s)')

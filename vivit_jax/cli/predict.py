@@ -44,9 +44,7 @@ cannot be written.
 def _parser() -> argparse.ArgumentParser:
   parser = common.parser('vivit-predict', USAGE)
   parser.add_argument('inputs', nargs='+', metavar='VIDEO|DIR', help='video files and directories of them')
-  parser.add_argument('--checkpoint', required=True, help='our workdir or step, or a Scenic/ViT/HF checkpoint')
-  parser.add_argument('--config', default=None, help='model config file; needed when the checkpoint has none')
-  parser.add_argument('--label_map', default=None, help="JSON {'names': [...]}; default: the checkpoint's")
+  common.add_checkpoint_flags(parser)
   parser.add_argument('--top_k', type=common.positive_int, default=5, help='labels printed per video')
   parser.add_argument('--window', type=common.positive_float, default=None, help='seconds: one prediction per window')
   parser.add_argument('--fps', type=common.positive_float, default=predict.DEFAULT_FPS, help='decoding frame rate: '

@@ -140,10 +140,16 @@ def verify_saved_model(output_dir: str, predictor: Predictor, batch_size: int = 
   exported = loaded.signatures[SIGNATURE](clips=tf.constant(clips))['probabilities'].numpy()
   logits = predictor.logits(predictor.normalize(clips))
   expected = np.asarray(predictor.activation(jnp.asarray(logits)), np.float32)
+  return compare_with_jax(exported, expected, output_dir, 'the SavedModel', tolerance)
+
+
+def compare_with_jax(exported: np.ndarray, expected: np.ndarray, where: str, what: str, tolerance: float) -> float:
+  """max |exported - expected| of the probabilities; raises ExportError naming `where` when the shapes differ or
+  the difference exceeds `tolerance` (the one check of every export format)."""
   if exported.shape != expected.shape:
-    raise ExportError(f'{output_dir}: the SavedModel returns {exported.shape}; the JAX model {expected.shape}')
+    raise ExportError(f'{where}: {what} returns {exported.shape}; the JAX model {expected.shape}')
   difference = float(np.max(np.abs(exported - expected)))
-  if not difference <= tolerance:
-    raise ExportError(f'{output_dir}: the SavedModel differs from the JAX model by {difference:.3g} '
+  if not difference <= tolerance:  # Also catches NaN.
+    raise ExportError(f'{where}: {what} differs from the JAX model by {difference:.3g} '
                       f'(max |probability difference|; tolerance {tolerance:g})')
   return difference

@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vivit_jax.models.embedding import TokenEmbedding, uniform_frame_indices
-from vivit_jax.serving.export import TOLERANCE, ExportError, export_info, normalize_fn
+from vivit_jax.serving.export import TOLERANCE, ExportError, compare_with_jax, export_info, normalize_fn
 from vivit_jax.serving.predict import Predictor
 
 OPSET = 20  # Gelu, which jax2onnx writes, is an opset 20 op (ONNX Runtime 1.17 and later).
@@ -248,13 +248,7 @@ def verify_onnx(path: str, predictor: Predictor, batch_size: int = 2, seed: int 
   clips = np.random.default_rng(seed).integers(0, 256, (batch_size, *predictor.clip_shape), dtype=np.uint8)
   exported = run_onnx(path, clips)
   expected = reference_probabilities(predictor, clips)
-  if exported.shape != expected.shape:
-    raise ExportError(f'{path}: the ONNX model returns {exported.shape}; the JAX model {expected.shape}')
-  difference = float(np.max(np.abs(exported - expected)))
-  if not difference <= tolerance:
-    raise ExportError(f'{path}: the ONNX model differs from the JAX model by {difference:.3g} '
-                      f'(max |probability difference|; tolerance {tolerance:g})')
-  return difference
+  return compare_with_jax(exported, expected, path, 'the ONNX model', tolerance)
 
 
 def write_onnx(predictor: Predictor, path: str, batch_size: Optional[int] = None, opset: int = OPSET,
