@@ -1,32 +1,37 @@
-"""Your own videos: train on a folder of `{split}/{class}/*.mp4` in two commands.
+"""Your own videos in two commands: a folder of `{split}/{class}/*` videos, prepared, then trained on.
 
-Run (the vivit-* commands are in .venv/bin after `make demo`; `vivit-train` is `python -m vivit_jax.main`):
+Run from the repository's root (after `make demo` the vivit-* commands are in .venv/bin; `vivit-train` is
+`python -m vivit_jax.main`):
   vivit-prepare-data --layout=folder --input=my_videos --output=data/my_videos
   python -m vivit_jax.main --config=configs/custom_folder.py --workdir=runs/my_videos \\
       --config.dataset_configs.base_dir=data/my_videos
   vivit-evaluate --checkpoint=runs/my_videos --output=runs/my_videos/eval/validation.json
   vivit-predict --checkpoint=runs/my_videos --output=runs/my_videos/predictions.jsonl my_videos/validation
+From a pretrained image ViT-B/16 or ViViT-B (a GPU job; `:linear_probe` likewise):
+  python -m vivit_jax.main --config=configs/custom_folder.py:finetune --workdir=runs/my_videos_finetune \\
+      --config.dataset_configs.base_dir=data/my_videos --config.init_from.checkpoint_path=PATH
 
-`my_videos` holds `train/{class}/*` and `validation/{class}/*` (`val/` or `test/` too; or `{split}.csv` files of
-`path,label`). vivit-prepare-data writes DMVR records there (`--format=tfds` works too), with `report.json` and
-`label_map.json`; validation reads `num_classes`, the tables and `examples_per_subset` from them
-(vivit_jax/config/prepared.py), so `base_dir` is the only key to give; `--dry_run` logs what it read. A key set
-anyway must agree with the report. The class names in label_map.json are saved with every checkpoint, and evaluate,
-predict, export and convert print them. The schedule is in epochs, so any number of videos works.
+`my_videos` holds `train/{class}/*` and `validation/{class}/*` (`val/` and `test/` too; or `{split}.csv` files of
+`path,label`). vivit-prepare-data writes DMVR records (or, with `--format=tfds`, a TFDS dataset) with `report.json`
+and `label_map.json`; validation reads `num_classes`, the tables and `examples_per_subset` from them
+(vivit_jax/config/prepared.py), so `base_dir` is the only key to give, and the run logs what it read (so does
+`--dry_run`). A key set anyway must agree with the report. The class names in label_map.json are saved with every
+checkpoint; evaluate, predict, export and convert print them. The schedule is in epochs: any number of videos works.
 
 Presets (`configs/custom_folder.py:PRESET`):
-  scratch       (default) a small ViViT (Model 1, 0.8M parameters, 8 frames of 96x96) trained from scratch with
-                AdamW: for a few hundred clips, on a CPU (minutes) or a GPU. Expect little beyond what single
-                frames tell apart: video transformers need pretraining or much more data.
-  finetune      ViViT-B/16x2 (Model 1, 16 frames of 224x224) from a pretrained model, the way VideoMAE fine-tunes:
-                AdamW, layer-wise learning-rate decay 0.75, stochastic depth, label smoothing. Set
-                --config.init_from.checkpoint_path to an image ViT-B/16 (Scenic or big_vision .npz, a Hugging Face
-                directory such as google/vit-base-patch16-224-in21k) or a ViViT-B Model 1 (vivit_jax, Scenic,
-                Hugging Face google/vivit-b-16x2-kinetics400); any format load_params reads. A GPU job.
-  linear_probe  the same backbone and checkpoint, all frozen but the classifier head (optimizer_configs.freeze):
-                no gradient and no Adam moments for the backbone; --dry_run shows both counts.
-Accuracy: depends on your videos; the test suite (tests/test_custom_folder.py) runs the commands above on videos it
-writes and checks that every tool names the classes.
+  scratch       (default) a small ViViT (Model 1: 4 blocks 128 wide, 1.0M parameters, 8 frames of 96x96) trained
+                from scratch with AdamW, for a few hundred clips on a CPU (minutes) or a GPU. From scratch it learns
+                what a few hundred clips can teach; for accuracy, start from a pretrained model.
+  finetune      ViViT-B/16x2 (Model 1, 16 frames of 224x224) from `init_from.checkpoint_path`, VideoMAE's way:
+                AdamW, layer-wise learning-rate decay 0.75, stochastic depth 0.1, label smoothing 0.1. The
+                checkpoint: an image ViT-B/16 (Scenic or big_vision .npz, a Hugging Face directory such as
+                google/vit-base-patch16-224-in21k) or a ViViT-B Model 1 (vivit_jax, Scenic, Hugging Face), in any
+                format load_params reads; the head starts afresh.
+  linear_probe  the same backbone and checkpoint, all frozen but the classifier head (`optimizer_configs.freeze`):
+                no update and no Adam moments for the backbone (--dry_run shows the counts and the memory).
+
+Accuracy: whatever your videos allow; tests/test_custom_folder.py runs the commands above on videos it writes and
+checks that every tool names the classes.
 """
 
 from vivit_jax.config import defaults
@@ -77,6 +82,7 @@ def _pretrained_backbone(config):
   m.attention_config.type = 'spacetime'  # ViT-Base (the defaults: 768 wide, 12 heads, MLP 3072, 12 blocks).
   m.dropout_rate = m.attention_dropout_rate = 0.0
   m.temporal_encoding_config.kernel_init_method = 'central_frame_initializer'  # The paper's best inflation.
+  config.model_dtype_str = 'bfloat16'  # bfloat16 compute (float32 params): on a GPU, cuDNN's fused attention.
   i = config.init_from
   i.checkpoint_format = 'auto'  # Scenic, big_vision or ViT .npz, Hugging Face, vivit_jax: detected.
   i.model_config.model.classifier = 'token'  # ViT and ViViT-B sources pool with a class token.

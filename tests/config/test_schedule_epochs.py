@@ -34,7 +34,7 @@ def in_steps(config, train=None, batch=None):
 
 def test_every_shipped_paper_config_is_listed():
   shipped = {str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob('*.py')
-             if p.name != 'synthetic.py' and 'ablations' not in p.parts}
+             if p.name not in ('synthetic.py', 'custom_folder.py') and 'ablations' not in p.parts}
   assert shipped == set(OLD_WARMUP_STEPS)
 
 

@@ -9,13 +9,15 @@ import jax.numpy as jnp
 import pytest
 
 from tests import paths
+from tests.config.test_custom_folder import write_prepared_dmvr
 from vivit_jax.config import load_config
 from vivit_jax.models import create_model
 
 ROOT = paths.ROOT
 # synthetic.py, the embedded demo, is not a paper experiment: tests/train/test_loop.py covers it; the sweeps under
-# configs/ablations/ are covered by tests/experiments/test_ablation.py.
-NOT_EXPERIMENTS = {'synthetic.py'}
+# configs/ablations/ are covered by tests/experiments/test_ablation.py; custom_folder.py, for the user's own videos,
+# by tests/config/test_custom_folder.py and tests/test_custom_folder.py.
+NOT_EXPERIMENTS = {'synthetic.py', 'custom_folder.py'}
 
 # Each shipped file: the accuracy its docstring must quote (the paper's) and, where Scenic's parameter trees give
 # one, its exact parameter count (ViViT-B/16x2, 32x224x224, 400 classes).
@@ -51,8 +53,10 @@ def test_every_shipped_config_is_listed_here():
 def test_configs_are_files_loaded_by_path_not_a_package(tmp_path, monkeypatch):
   assert not list((ROOT / 'configs').rglob('__init__.py'))  # Not an (installed) package named 'configs'.
   monkeypatch.chdir(tmp_path)  # Away from the repository: every file, ablations included, still loads.
+  prepared = write_prepared_dmvr(tmp_path / 'prepared')  # custom_folder.py reads its data keys from one.
   for path in (ROOT / 'configs').rglob('*.py'):
-    assert load_config(str(path)).experiment_name, path
+    overrides = [f'dataset_configs.base_dir={prepared}'] if path.name == 'custom_folder.py' else []
+    assert load_config(str(path), overrides=overrides).experiment_name, path
 
 
 @pytest.mark.parametrize('rel', shipped_configs())

@@ -69,18 +69,19 @@ def resolve(config: ml_collections.ConfigDict) -> List[str]:
   if paths.is_remote(d.base_dir):
     return []
   try:
-    report_path, report = find_report(d.base_dir, config.dataset_name, d.tfds_name)
+    report_path, report = _find_report(d.base_dir, config.dataset_name, d.tfds_name)
   except _Unprepared as e:
     return [] if tables_set else [str(e)]  # Tables set by hand: the data checks name what is missing.
   try:
-    values = _dmvr_values(report, report_path) if report.get('format') == 'dmvr' else _tfds_values(report,
-                                                                                                report_path)
+    read = _dmvr_values if report.get('format') == 'dmvr' else _tfds_values
+    values = read(report, report_path)
   except _Unprepared as e:
     return [str(e)]
   return _apply(config, values, report_path)
 
 
-def find_report(base_dir: str, dataset_name: str = DMVR, tfds_name: Optional[str] = None) -> Tuple[str, _Values]:
+def _find_report(base_dir: str, dataset_name: str = DMVR,
+                 tfds_name: Optional[str] = None) -> Tuple[str, _Values]:
   """(path, content) of the report of the prepared folder `base_dir`: a DMVR folder's, or the one TFDS dataset
   below it (the one `tfds_name` names, when given). Raises _Unprepared saying what is wrong and what to run."""
   directory = os.path.abspath(os.path.expanduser(base_dir))
@@ -127,10 +128,17 @@ def _field(report: _Values, key: str, kind: type, path: str) -> Any:
   return value
 
 
-def _check_train(sizes: Dict[str, int], path: str) -> None:
-  if not sizes.get('train'):
-    raise _Unprepared(f"{path}: no training videos (splits {sizes}); expected a train/ folder of class folders "
-                      '(or train.csv) in the input of vivit-prepare-data')
+def _count(value: Any) -> int:
+  """A report's video count; anything else counts none."""
+  return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _check_splits(sizes: Dict[str, int], path: str) -> None:
+  """Training needs videos to train on and to validate on (the trainer validates every epoch)."""
+  for split, folder in (('train', 'train/'), ('validation', 'validation/ (or val/)')):
+    if not sizes.get(split):
+      raise _Unprepared(f'{path}: no {split} videos (videos per split: {sizes}); expected a {folder} folder of '
+                        f'class folders (or {split}.csv) in the input of vivit-prepare-data')
 
 
 def _dmvr_values(report: _Values, path: str) -> _Values:
@@ -138,9 +146,11 @@ def _dmvr_values(report: _Values, path: str) -> _Values:
   directory = os.path.dirname(path)
   num_classes = _field(report, 'num_classes', int, path)
   tables = {s: t for s, t in _field(report, 'tables', dict, path).items() if s in SPLITS}
-  sizes = {s: n for s, n in _field(report, 'examples_per_subset', dict, path).items() if s in tables}
-  _check_train(sizes, path)
-  names = label_map_names(directory)
+  sizes = {s: n for s, n in _field(report, 'examples_per_subset', dict, path).items()
+           if s in tables and _count(n)}  # A split whose every video was skipped is left out.
+  tables = {s: tables[s] for s in sizes}
+  _check_splits(sizes, path)
+  names = _label_map_names(directory)
   if len(names) != num_classes:
     raise _Unprepared(f'{os.path.join(directory, LABEL_MAP_FILE)} names {len(names)} classes, but {path} counts '
                       f'{num_classes}; rerun vivit-prepare-data to write both again')
@@ -150,7 +160,7 @@ def _dmvr_values(report: _Values, path: str) -> _Values:
   return values
 
 
-def label_map_names(directory: str) -> List[str]:
+def _label_map_names(directory: str) -> List[str]:
   """The class names of the label_map.json in `directory` (what prepare_data writes beside DMVR records)."""
   path = os.path.join(directory, LABEL_MAP_FILE)
   if not os.path.isfile(path):
@@ -187,10 +197,10 @@ def _tfds_values(report: _Values, path: str) -> _Values:
   sizes = {}
   for split, counts in splits.items():
     if split in SPLITS and isinstance(counts, dict):
-      records = int(counts.get('written', 0)) + int(counts.get('partial', 0))
+      records = _count(counts.get('written')) + _count(counts.get('partial'))
       if records:  # TFDS writes no split without a video.
         sizes[split] = records
-  _check_train(sizes, path)
+  _check_splits(sizes, path)
   data_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(path))))
   values = {'dataset_name': TFDS, 'dataset_configs.base_dir': data_dir, 'dataset_configs.tfds_name':
             _tfds_name_of(report), 'dataset_configs.num_classes': num_classes}

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -248,3 +249,20 @@ def test_shard_assignment_is_deterministic_round_robin():
   with pytest.raises(ValueError, match='not both'):
     prepare.num_shards_for(5, 2, 2)
   assert prepare.assign_shards(entries, 7)[6] == []  # More shards than videos: empty shards.
+
+
+def test_rotation_metadata_reaches_the_stored_frames(tmp_path):
+  """A phone video stored sideways with a 90-degree display matrix is written upright (portrait) by prepare."""
+  from tests.data.ingest.test_orientation import corner_marker, seen_as  # pylint: disable=import-outside-toplevel
+  from tests.data.ingest.test_video_io import write_tagged  # pylint: disable=import-outside-toplevel
+  frames = corner_marker(num_frames=6)  # 32 high, 48 wide as stored.
+  os.makedirs(tmp_path / 'in' / 'train' / 'a')
+  write_tagged(str(tmp_path / 'in' / 'train' / 'a' / 'phone.mp4'), frames, rotation=90)
+  prepare.prepare('folder', str(tmp_path / 'in'), str(tmp_path / 'out'), fps=10, short_side=0, splits=['train'])
+  path = os.path.join(tmp_path, 'out', 'train-00000-of-00001')
+  stored = [tf.io.decode_jpeg(f).numpy() for serialized in tf.data.TFRecordDataset(path).as_numpy_iterator()
+            for f in tf.io.parse_single_sequence_example(
+                serialized, sequence_features={'image/encoded': tf.io.FixedLenSequenceFeature([], tf.string)}
+            )[1]['image/encoded'].numpy()]
+  assert stored[0].shape == (48, 32, 3)  # Portrait, as the matrix says it is shown.
+  assert seen_as(np.stack(stored), frames[:len(stored)]) == 'rot90'
