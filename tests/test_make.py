@@ -2,6 +2,7 @@
 `make test` adds the test extra, and nothing the package imports needs the test extra."""
 
 import configparser
+import os
 import shutil
 import subprocess
 import sys
@@ -31,10 +32,12 @@ def _make_dry_run(target, tmp_path):
     pytest.fail('make is not installed')
   for name in ('Makefile', 'setup.cfg', 'pyproject.toml'):
     shutil.copy(ROOT / name, tmp_path / name)
+  # Run under `make test` (CI), make's own variables would make this a sub-make printing 'make[1]: ...' lines.
+  env = {k: v for k, v in os.environ.items() if k not in ('MAKEFLAGS', 'MAKELEVEL', 'MFLAGS', 'MAKEOVERRIDES')}
   result = subprocess.run(['make', '-n', target], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                          check=False)
+                          check=False, env=env)
   assert result.returncode == 0, result.stderr
-  return result.stdout.splitlines()
+  return [line for line in result.stdout.splitlines() if not line.startswith('make[')]
 
 
 def test_make_demo_installs_the_package_without_the_test_extra_and_runs_the_console_script(tmp_path):
