@@ -272,6 +272,7 @@ def test_convert_script_command_line(ours, tmp_path):
                           capture_output=True, text=True, cwd=REPO, check=False,
                           env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
   assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Loading weights' not in result.stderr  # transformers' progress bar is library noise (cli/quiet.py).
   diff = float(re.search(r'max \|logit difference\| .*: (\S+)$', result.stdout, re.M).group(1))
   print(result.stdout)
   assert diff <= 1e-4

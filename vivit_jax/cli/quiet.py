@@ -22,9 +22,12 @@ VERBOSE_FLAG = '--verbose'
 # TF_ENABLE_ONEDNN_OPTS: TensorFlow logs its oneDNN notice (and absl's pre-init warning with it) while loading,
 # before TF_CPP_MIN_LOG_LEVEL is read; only turning oneDNN off stops it. TensorFlow only reads and augments
 # data here (the models run in JAX), so its matmul and convolution kernels are not used.
-QUIET_ENVIRONMENT = {'TF_CPP_MIN_LOG_LEVEL': '2', 'TF_ENABLE_ONEDNN_OPTS': '0', 'GRPC_VERBOSITY': 'ERROR'}
+# HF_HUB_DISABLE_PROGRESS_BARS: transformers draws a 'Loading weights' bar whenever vivit-convert checks a model.
+QUIET_ENVIRONMENT = {'TF_CPP_MIN_LOG_LEVEL': '2', 'TF_ENABLE_ONEDNN_OPTS': '0', 'GRPC_VERBOSITY': 'ERROR',
+                     'HF_HUB_DISABLE_PROGRESS_BARS': '1'}
 # Known noise, for the tests: none of these may reach a quiet command's stderr.
-NOISE = ('oneDNN', 'absl::InitializeLog', "backend 'tpu'", 'cpu_feature_guard', 'Setting work unit notes')
+NOISE = ('oneDNN', 'absl::InitializeLog', "backend 'tpu'", 'cpu_feature_guard', 'Setting work unit notes',
+         'Loading weights')
 
 _QUIET_PATHS = ('/orbax/', '/tensorflow/', '/tensorflow_datasets/', '/etils/', '/jax/_src/xla_bridge')
 _DROPPED_MESSAGES = ("Platform 'tpu' is experimental", 'is deprecated', 'deprecated and will be removed',
