@@ -68,6 +68,29 @@ def aggregate_views(view_logits: jax.Array, task: tasks.Task, aggregation: str =
   return mean if aggregation == 'logits' else task.logits_of(mean)
 
 
+def mean_over_views(score: Callable[[jax.Array], jax.Array], inputs: jax.Array, rows: NamedSharding,
+                    max_views_per_batch: int) -> jax.Array:
+  """[B, ...]: the mean over views of `score(clips)` ([N, ...] for N clips) for `inputs` [B, V, T, H, W, 3] or
+  [B, T, H, W, 3] (one view). The views go through `score` in V / k passes of k = `views_per_pass` views (a
+  `fori_loop`: one pass's activations live at a time), each pass's clips laid out as `rows`."""
+  inputs = inputs[:, None] if inputs.ndim == 5 else inputs
+  b, v = inputs.shape[:2]
+  k = views_per_pass(v, b, max_views_per_batch)
+
+  def forward(first_view):
+    chunk = jax.lax.dynamic_slice_in_dim(inputs, first_view, k, axis=1)  # [B, k, T, H, W, 3]
+    clips = jax.lax.with_sharding_constraint(chunk.reshape((b * k,) + chunk.shape[2:]), rows)
+    scores = score(clips)
+    return jnp.sum(scores.reshape((b, k) + scores.shape[1:]), axis=1)
+
+  if v == k:
+    total = forward(0)
+  else:  # One traced forward pass, looped: a single chunk's activations are alive at a time.
+    shape = jax.eval_shape(forward, 0)
+    total = jax.lax.fori_loop(0, v // k, lambda i, acc: acc + forward(i * k), jnp.zeros(shape.shape, shape.dtype))
+  return total / v
+
+
 def make_eval_step(apply_fn: ApplyFn, task: tasks.Task, mesh: Mesh, *, aggregation: str = 'logits',
                    max_views_per_batch: int = 64, keep_scores: Optional[bool] = None) -> EvalStep:
   """`step(params, batch) -> {'counts': metrics.evaluation_counts(...)}` for batches whose 'inputs' are
@@ -81,23 +104,8 @@ def make_eval_step(apply_fn: ApplyFn, task: tasks.Task, mesh: Mesh, *, aggregati
   rows = NamedSharding(mesh, P(sharding_lib.BATCH_AXES))
 
   def step(params, batch: Batch) -> Dict[str, Any]:
-    inputs = batch['inputs']
-    inputs = inputs[:, None] if inputs.ndim == 5 else inputs
-    b, v = inputs.shape[:2]
-    k = views_per_pass(v, b, max_views_per_batch)
-
-    def forward(first_view):
-      chunk = jax.lax.dynamic_slice_in_dim(inputs, first_view, k, axis=1)  # [B, k, T, H, W, 3]
-      clips = jax.lax.with_sharding_constraint(chunk.reshape((b * k,) + chunk.shape[2:]), rows)
-      logits = apply_fn(params, clips).reshape(b, k, -1)
-      return jnp.sum(view_scores(logits, task, aggregation), axis=1)  # [B, C]
-
-    if v == k:
-      total = forward(0)
-    else:  # One traced forward pass, looped: a single chunk's activations are alive at a time.
-      zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(forward, 0))
-      total = jax.lax.fori_loop(0, v // k, lambda i, acc: acc + forward(i * k), zeros)
-    mean = total / v
+    mean = mean_over_views(lambda clips: view_scores(apply_fn(params, clips), task, aggregation), batch['inputs'],
+                           rows, max_views_per_batch)
     logits = mean if aggregation == 'logits' else task.logits_of(mean)
     out = {'counts': metrics.evaluation_counts(logits, batch['label'], batch['batch_mask'], task)}
     if keep_scores:

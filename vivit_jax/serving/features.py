@@ -198,22 +198,9 @@ def make_feature_step(apply_fn: evaluators.ApplyFn, mesh: Any, max_views_per_bat
   rows = NamedSharding(mesh, P(sharding_lib.BATCH_AXES))
 
   def step(params, batch):
-    inputs = batch['inputs']
-    inputs = inputs[:, None] if inputs.ndim == 5 else inputs
-    b, v = inputs.shape[:2]
-    k = evaluators.views_per_pass(v, b, max_views_per_batch)
-
-    def forward(first_view):
-      chunk = jax.lax.dynamic_slice_in_dim(inputs, first_view, k, axis=1)
-      clips = jax.lax.with_sharding_constraint(chunk.reshape((b * k,) + chunk.shape[2:]), rows)
-      return jnp.sum(apply_fn(params, clips).astype(jnp.float32).reshape(b, k, -1), axis=1)
-
-    if v == k:
-      total = forward(0)
-    else:
-      zeros = jnp.zeros(jax.eval_shape(forward, 0).shape, jnp.float32)
-      total = jax.lax.fori_loop(0, v // k, lambda i, acc: acc + forward(i * k), zeros)
-    return {'features': total / v, 'label': batch['label'], 'batch_mask': batch['batch_mask']}
+    features = evaluators.mean_over_views(lambda clips: apply_fn(params, clips).astype(jnp.float32),
+                                          batch['inputs'], rows, max_views_per_batch)
+    return {'features': features, 'label': batch['label'], 'batch_mask': batch['batch_mask']}
   return step
 
 
