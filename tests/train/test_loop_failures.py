@@ -46,20 +46,6 @@ def test_an_unreadable_batch_saves_the_last_completed_step(tmp_path, monkeypatch
   assert results['status'].startswith('failed: DataError: train-00001-of-00004 record 17') and results['step'] == 2
 
 
-def test_a_broken_record_in_real_training_data_names_itself(tmp_path):
-  base = tmp_path / 'data'
-  base.mkdir()
-  write_split(str(base), 'validation', 10, 4, shards=1)
-  path = _with_a_broken_jpeg(str(base), 'train', 1)
-  config = dmvr_config(str(base), batch_size=8, eval_batch_size=8, num_training_steps=3, log_eval_steps=1000,
-                       checkpoint_steps=1000, dataset_configs__tables__train='train@1',
-                       dataset_configs__examples_per_subset__train=4)
-  workdir = str(tmp_path / 'run')
-  with pytest.raises(DataError, match=f"reading split 'train' .*{path} record 1: a frame of the sampled"):
-    train.train(config, workdir)
-  assert 'record 1' in read_json(workdir, 'results.json')['status']
-
-
 def test_a_failed_final_save_keeps_the_previous_checkpoint_and_says_why(tmp_path, monkeypatch):
   real = CheckpointManager.save
 
@@ -91,18 +77,21 @@ def test_a_workdir_whose_checkpoints_is_a_file_stops_before_training(tmp_path):
   assert not os.path.exists(tmp_path / 'results.json')
 
 
-def test_a_broken_record_in_real_validation_data_names_itself_after_saving_the_step(tmp_path):
+@pytest.mark.parametrize('split,broken,saved', [('train', 1, []), ('validation', 2, [2])])
+def test_a_broken_record_in_real_data_names_itself(tmp_path, split, broken, saved):
+  """Training data breaks inside a step (nothing saved yet); validation data breaks in the evaluation at step 2,
+  after that step is saved."""
   base = tmp_path / 'data'
   base.mkdir()
-  write_split(str(base), 'train', 10, 4, shards=1)
-  path = _with_a_broken_jpeg(str(base), 'validation', 2)
-  config = dmvr_config(str(base), batch_size=8, eval_batch_size=8, num_training_steps=3, log_eval_steps=2,
-                       checkpoint_steps=1000, dataset_configs__tables__train='train@1',
-                       dataset_configs__tables__validation='validation@1',
+  write_split(str(base), 'validation' if split == 'train' else 'train', 10, 4, shards=1)
+  path = _with_a_broken_jpeg(str(base), split, broken)
+  config = dmvr_config(str(base), batch_size=8, eval_batch_size=8, num_training_steps=3,
+                       log_eval_steps=2 if split == 'validation' else 1000, checkpoint_steps=1000,
+                       dataset_configs__tables__train='train@1', dataset_configs__tables__validation='validation@1',
                        dataset_configs__examples_per_subset__train=4,
                        dataset_configs__examples_per_subset__validation=4)
   workdir = str(tmp_path / 'run')
-  with pytest.raises(DataError, match=f"reading split 'validation' .*{path} record 2: a frame of the sampled"):
+  with pytest.raises(DataError, match=f"reading split '{split}' .*{path} record {broken}: a frame of the sampled"):
     train.train(config, workdir)
-  assert CheckpointManager(workdir).all_steps() == [2]  # The step is saved before its evaluation fails.
-  assert f'{path} record 2' in read_json(workdir, 'results.json')['status']
+  assert CheckpointManager(workdir).all_steps() == saved
+  assert f'{path} record {broken}' in read_json(workdir, 'results.json')['status']
