@@ -128,7 +128,9 @@ def get_model_config():
   m.attention_config.attention_kernel_init_method = 'xavier'  # Model 3 attention kernels: xavier | zero.
   m.attention_config.spatial_only_baseline = False  # Model 2 without the temporal encoder (average pool).
   m.remat = False  # Rematerialise each encoder block in the backward pass (less memory, more compute).
-  m.attention_implementation = _placeholder(str)  # None: JAX picks; 'xla' or 'cudnn' to force one.
+  m.remat_policy = _placeholder(str)  # With remat: what each block keeps (a jax.checkpoint_policies name).
+  m.fused_qkv = True  # One matmul for query, key and value (same parameters and function; False: three).
+  m.attention_implementation = _placeholder(str)  # None: picked per backend; 'xla', 'cudnn' or 'chunked'.
   return m
 
 

@@ -68,7 +68,9 @@ CHOICES = {
     'model.temporal_encoding_config.method': ('3d_conv', 'temporal_sampling'),
     'model.temporal_encoding_config.kernel_init_method': (
         None, 'central_frame_initializer', 'average_frame_initializer', 'average_arp_frame_initializer'),
-    'model.attention_implementation': (None, 'xla', 'cudnn'),
+    'model.attention_implementation': (None, 'xla', 'cudnn', 'chunked'),
+    'model.remat_policy': (None, 'nothing_saveable', 'dots_saveable', 'dots_with_no_batch_dims_saveable',
+                           'everything_saveable'),
     'optimizer': ('momentum', 'sgd', 'nesterov', 'adam', 'adamw'),
     'lr_configs.learning_rate_schedule': ('compound',),
     'init_from.checkpoint_format': ('scenic', 'big_vision', 'vit_npz', 'huggingface', 'vivit_jax', 'auto'),

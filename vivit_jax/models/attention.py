@@ -1,10 +1,12 @@
 """Attention kernels on `[batch, ..., heads, head_dim]` projections (the layout flax's DenseGeneral gives).
 
-- `dot_product_attention`: full attention over axis 1 of `[B, L, h, dh]` with `jax.nn.dot_product_attention`,
-  unless attention dropout is active in training. `attention_backend` picks the implementation when the config
-  names none: cuDNN's fused flash attention on CUDA GPUs for bf16/fp16 (JAX itself defaults to XLA, which
-  materialises the [L, L] scores), XLA elsewhere. cuDNN needs even sequence lengths in training (ViViT's are
-  odd: patches plus a class token), so its inputs are padded to a multiple of 8 and the padding masked out.
+- `dot_product_attention`: full attention over axis 1 of `[B, L, h, dh]`, unless attention dropout is active
+  in training. `attention_backend` picks the implementation when the config names none: on CUDA GPUs for
+  bf16/fp16, cuDNN's fused flash attention through `jax.nn.dot_product_attention` (JAX itself defaults to XLA,
+  which materialises the [L, L] scores); on the CPU, `chunked_attention` (one (example, head) group at a time,
+  recomputed in the backward pass: 1.6x flax's einsum attention forward and backward at [4, 785, 6, 64]); XLA
+  elsewhere. cuDNN needs even sequence lengths in training (ViViT's are odd: patches plus a class token), so
+  its inputs are padded to a multiple of 8 and the padding masked out.
 - `axis_attention`: attention along the time (1) or space (2) axis of `[B, T, S, h, dh]`; space reuses the fused
   kernel with frames folded into the batch (a free reshape), time uses batched einsums so no transpose of the
   activations is materialised.
@@ -16,6 +18,10 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+
+from vivit_jax.models.chunked_attention import chunked_attention
+
+IMPLEMENTATIONS = ('xla', 'cudnn', 'chunked')
 
 
 def _softmax_dropout(logits, dropout_rate, dropout_rng, deterministic, dtype):
@@ -52,13 +58,15 @@ def _on_cuda() -> bool:
 
 
 def attention_backend(implementation: Optional[str], q) -> str:
-  """`implementation` if given ('xla' or 'cudnn'); else 'cudnn' on a CUDA GPU for bf16/fp16 inputs whose head
-  dim cuDNN's flash kernel takes (a multiple of 8, at most 128), else 'xla'."""
+  """`implementation` if given (one of IMPLEMENTATIONS); else 'cudnn' on a CUDA GPU for bf16/fp16 inputs whose
+  head dim cuDNN's flash kernel takes (a multiple of 8, at most 128), 'chunked' on the CPU, else 'xla'."""
   if implementation is not None:
     return implementation
   head_dim = q.shape[-1]
   if q.dtype in (jnp.bfloat16, jnp.float16) and head_dim % 8 == 0 and head_dim <= 128 and _on_cuda():
     return 'cudnn'
+  if jax.default_backend() == 'cpu':
+    return 'chunked'
   return 'xla'
 
 
@@ -85,6 +93,8 @@ def dot_product_attention(q, k, v, *, dropout_rate: float = 0.0, dropout_rng=Non
   backend = attention_backend(implementation, q)
   if backend == 'cudnn':
     return padded_attention(q, k, v, backend, CUDNN_LENGTH_MULTIPLE)
+  if backend == 'chunked':
+    return chunked_attention(q, k, v)
   return jax.nn.dot_product_attention(q, k, v, implementation=backend)
 
 

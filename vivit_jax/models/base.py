@@ -23,6 +23,8 @@ class ViViTBase(nn.Module):
   stochastic_droplayer_rate: float = 0.0
   return_prelogits: bool = False
   remat: bool = False
+  remat_policy: Optional[str] = None
+  fused_qkv: bool = True
   attention_implementation: Optional[str] = None
   dtype: jnp.dtype = jnp.float32
 
@@ -35,6 +37,7 @@ class ViViTBase(nn.Module):
   def encoder_kwargs(self):
     return dict(dropout_rate=self.dropout_rate, attention_dropout_rate=self.attention_dropout_rate,
                 stochastic_droplayer_rate=self.stochastic_droplayer_rate, remat=self.remat,
+                remat_policy=self.remat_policy, fused_qkv=self.fused_qkv,
                 implementation=self.attention_implementation, dtype=self.dtype)
 
   def head(self, pooled: jnp.ndarray) -> jnp.ndarray:

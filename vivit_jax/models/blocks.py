@@ -2,13 +2,16 @@
 
 - `MultiHeadDotProductAttention`: flax's parameter layout (`query`/`key`/`value` kernels `[d, h, dh]`, `out`
   `[h, dh, d]`) over our attention kernels, for full, per-axis (Model 3) or head-factorised (Model 4) attention.
+  With `fused_qkv` (the default) the three projections are one matmul against the three kernels stacked at each
+  call (`[d, 3, h, dh]`): the input is read once and one larger matmul replaces three, forward and backward;
+  the parameters, their initialisation and the function are unchanged.
 - `MlpBlock`: Dense_0 - GELU (tanh approximation) - Dropout - Dense_1 - Dropout.
 - `EncoderBlock` (Models 1, 2, 4) and `FactorisedSelfAttentionBlock` (Model 3): pre-LN residual blocks with
   stochastic depth rescaled by 1 / (1 - p) on every residual branch, one mask per example (per example and frame
   in the factorised encoder, whose frames are folded into the batch).
 """
 
-from typing import Optional
+from typing import Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -18,6 +21,21 @@ from vivit_jax.models import attention as attn
 
 ATTENTION_KERNEL_INITS = {'xavier': nn.initializers.xavier_uniform(), 'zero': nn.initializers.zeros}
 _AXIS = {'time': 1, 'space': 2}
+
+
+class _Projection(nn.Module):
+  """The `kernel` `[d, h, dh]` and `bias` `[h, dh]` of one of query / key / value, created (and initialised) as
+  flax's DenseGeneral creates them: the kernel initialiser sees the flat `[d, h * dh]` shape."""
+  num_heads: int
+  head_dim: int
+  kernel_init: Callable
+
+  @nn.compact
+  def __call__(self, width: int):
+    def kernel_init(rng, shape, dtype=jnp.float32):
+      return jnp.reshape(self.kernel_init(rng, (shape[0], shape[1] * shape[2]), dtype), shape)
+    kernel = self.param('kernel', kernel_init, (width, self.num_heads, self.head_dim), jnp.float32)
+    return kernel, self.param('bias', nn.initializers.zeros, (self.num_heads, self.head_dim), jnp.float32)
 
 
 class MultiHeadDotProductAttention(nn.Module):
@@ -32,7 +50,22 @@ class MultiHeadDotProductAttention(nn.Module):
   dropout_rate: float = 0.0
   kernel_init_method: str = 'xavier'
   implementation: Optional[str] = None
+  fused_qkv: bool = True
   dtype: jnp.dtype = jnp.float32
+
+  def project(self, x: jnp.ndarray, kernel_init):
+    """q, k, v `[..., h, dh]` of `x` `[..., d]`."""
+    d = x.shape[-1]
+    if not self.fused_qkv:
+      dense = lambda name: nn.DenseGeneral((self.num_heads, d // self.num_heads), kernel_init=kernel_init,
+                                           dtype=self.dtype, param_dtype=jnp.float32, name=name)
+      return dense('query')(x), dense('key')(x), dense('value')(x)
+    params = [_Projection(self.num_heads, d // self.num_heads, kernel_init, name=name)(d)
+              for name in ('query', 'key', 'value')]
+    kernel = jnp.stack([p[0] for p in params], axis=1).astype(self.dtype)  # [d, 3, h, dh]
+    bias = jnp.stack([p[1] for p in params]).astype(self.dtype)  # [3, h, dh]
+    qkv = jnp.einsum('...d,dthk->...thk', x.astype(self.dtype), kernel) + bias
+    return qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, deterministic: bool) -> jnp.ndarray:
@@ -40,9 +73,7 @@ class MultiHeadDotProductAttention(nn.Module):
     if d % self.num_heads:
       raise ValueError(f'hidden size {d} is not divisible by num_heads {self.num_heads}')
     kernel_init = ATTENTION_KERNEL_INITS[self.kernel_init_method]
-    dense = lambda name: nn.DenseGeneral((self.num_heads, d // self.num_heads), kernel_init=kernel_init,
-                                         dtype=self.dtype, param_dtype=jnp.float32, name=name)
-    q, k, v = dense('query')(x), dense('key')(x), dense('value')(x)
+    q, k, v = self.project(x, kernel_init)
     rng = None
     if not deterministic and self.dropout_rate > 0.0:
       rng = self.make_rng('dropout')
@@ -86,6 +117,7 @@ class _ResidualBlock(nn.Module):
   droplayer_p: float = 0.0
   temporal_dims: Optional[int] = None
   implementation: Optional[str] = None
+  fused_qkv: bool = True
   dtype: jnp.dtype = jnp.float32
 
   def residual(self, x, branch, deterministic: bool):
@@ -117,8 +149,9 @@ class EncoderBlock(_ResidualBlock):
     y = self.layer_norm('LayerNorm_0')(x)
     y = MultiHeadDotProductAttention(
         self.num_heads, mode='factorised' if self.factorised else 'full', temporal_dims=self.temporal_dims,
-        dropout_rate=self.attention_dropout_rate, implementation=self.implementation, dtype=self.dtype,
-        name='MultiHeadDotProductAttention_0')(y, deterministic=deterministic)
+        dropout_rate=self.attention_dropout_rate, implementation=self.implementation,
+        fused_qkv=self.fused_qkv, dtype=self.dtype, name='MultiHeadDotProductAttention_0')(
+            y, deterministic=deterministic)
     y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
     x = self.residual(x, y, deterministic)
     return self.mlp(x, 'LayerNorm_1', 'MlpBlock_0', deterministic)
@@ -139,7 +172,8 @@ class FactorisedSelfAttentionBlock(_ResidualBlock):
       y = MultiHeadDotProductAttention(
           self.num_heads, mode=axis, dropout_rate=self.attention_dropout_rate,
           kernel_init_method=self.attention_kernel_init_method, implementation=self.implementation,
-          dtype=self.dtype, name=f'MultiHeadDotProductAttention_{axis}')(y, deterministic=deterministic)
+          fused_qkv=self.fused_qkv, dtype=self.dtype, name=f'MultiHeadDotProductAttention_{axis}')(
+              y, deterministic=deterministic)
       y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
       x = self.residual(x, y, deterministic)
     return self.mlp(x.reshape(b, n, d), 'LayerNorm_mlp', 'MlpBlock', deterministic)

@@ -127,7 +127,19 @@ class TokenEmbedding(nn.Module):
       kernel = self.param('kernel', nn.initializers.lecun_normal(), (fh, fw, channels, self.hidden_size),
                           jnp.float32)[None]
     bias = self.param('bias', nn.initializers.zeros, (self.hidden_size,), jnp.float32)
-    x = jax.lax.conv_general_dilated(
-        video.astype(self.dtype), kernel.astype(self.dtype), window_strides=window, padding='VALID',
-        dimension_numbers=('NTHWC', 'THWIO', 'NTHWC'))
-    return x + bias.astype(self.dtype)
+    return tubelets(video.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+
+
+def tubelets(video: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+  """Non-overlapping tubelets of `video` `[B, T, H, W, C]` through `kernel` `[ft, fh, fw, C, d]`.
+
+  A strided convolution on accelerators; on the CPU the same sums as one matmul over the tubelets cut out by a
+  reshape (XLA's CPU convolution takes 2.3x as long in the backward pass: 64 vs 28 ms for S-size tokens).
+  """
+  window = kernel.shape[:3]
+  if jax.default_backend() != 'cpu':
+    return jax.lax.conv_general_dilated(video, kernel, window_strides=window, padding='VALID',
+                                        dimension_numbers=('NTHWC', 'THWIO', 'NTHWC'))
+  (b, t, h, w, c), (ft, fh, fw) = video.shape, window
+  cut = video.reshape(b, t // ft, ft, h // fh, fh, w // fw, fw, c).transpose(0, 1, 3, 5, 2, 4, 6, 7)
+  return cut.reshape(b, t // ft, h // fh, w // fw, ft * fh * fw * c) @ kernel.reshape(-1, kernel.shape[-1])

@@ -2,12 +2,14 @@
 
 Scenic's names: `posembed_input/pos_embedding` `(1, N, d)` (normal(0.02)), `encoderblock_{i}`, `encoder_norm`.
 Stochastic depth of block i is `i / max(L - 1, 1) * stochastic_droplayer_rate`. `remat=True` recomputes each
-block's activations in the backward pass (parameter names are unchanged).
+block's activations in the backward pass (parameter names are unchanged); `remat_policy` names what each block
+keeps instead (`jax.checkpoint_policies`: 'dots_saveable' keeps the matmul outputs and recomputes the rest).
 """
 
 from typing import Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from vivit_jax.models import blocks
@@ -38,6 +40,8 @@ class Encoder(nn.Module):
   attention_order: str = 'time_space'
   attention_kernel_init_method: str = 'xavier'
   remat: bool = False
+  remat_policy: Optional[str] = None
+  fused_qkv: bool = True
   implementation: Optional[str] = None
   dtype: jnp.dtype = jnp.float32
 
@@ -51,8 +55,10 @@ class Encoder(nn.Module):
       extra = dict(factorised=self.block == 'factorized_dot_product_attention')
     else:
       raise ValueError(f'unknown encoder block {self.block!r}; expected one of {BLOCKS}')
+    extra['fused_qkv'] = self.fused_qkv
     if self.remat:
-      cls = nn.remat(cls, static_argnums=(2,))
+      policy = getattr(jax.checkpoint_policies, self.remat_policy) if self.remat_policy else None
+      cls = nn.remat(cls, static_argnums=(2,), policy=policy)
     return cls, extra
 
   @nn.compact

@@ -1,0 +1,91 @@
+"""The speed levers compute the same function: chunked attention (the CPU default), the fused QKV projection,
+the CPU's tubelet matmul and remat policies each give the logits and gradients of the plain path."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.models.test_layers import naive_attention
+from tests.tiny import tiny_config
+from vivit_jax.config import load_config
+from vivit_jax.models import attention, chunked_attention, create_model, embedding
+
+VARIANTS = ('spacetime', 'factorized_encoder', 'factorized_self_attention_block',
+            'factorized_dot_product_attention')
+
+
+@pytest.mark.parametrize('shape,group_bytes', [((2, 13, 3, 8), 4 << 20), ((2, 13, 3, 8), 1),
+                                               ((3, 9, 4, 4), 2 * 4 * 81)])
+def test_chunked_attention_equals_softmax_attention_in_values_and_gradients(shape, group_bytes, monkeypatch):
+  # group_bytes 1: one (example, head) pair per scan step; 2 * 4 * 81: two pairs per step; 4 MiB: all in one.
+  monkeypatch.setattr(chunked_attention, 'GROUP_BYTES', group_bytes)
+  q, k, v = (jax.random.normal(jax.random.PRNGKey(i), shape) for i in range(3))
+  np.testing.assert_allclose(chunked_attention.chunked_attention(q, k, v), naive_attention(q, k, v),
+                             rtol=1e-5, atol=1e-5)
+  loss = lambda fn: (lambda q, k, v: jnp.sum(jnp.sin(fn(q, k, v))))
+  for got, want in zip(jax.grad(loss(chunked_attention.chunked_attention), argnums=(0, 1, 2))(q, k, v),
+                       jax.grad(loss(naive_attention), argnums=(0, 1, 2))(q, k, v)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_chunked_attention_groups_fit_the_budget_and_divide_the_pairs():
+  assert chunked_attention._group_size(24, 785) == 1  # 2.4 MB of scores per pair: one at a time.
+  assert chunked_attention._group_size(24, 65) == 24  # Small: all in one step.
+  assert chunked_attention._group_size(7, 300) == 7  # 360 KB each, 11 would fit: the divisor 7.
+  assert chunked_attention._group_size(12, 400) == 6  # 640 KB each, 6 fit and divide 12.
+
+
+def test_chunked_attention_keeps_bfloat16():
+  q = jnp.ones((1, 5, 2, 8), jnp.bfloat16)
+  assert chunked_attention.chunked_attention(q, q, q).dtype == jnp.bfloat16
+
+
+def _logits_and_grads(config, params, video):
+  model = create_model(config)
+  loss = lambda p: jnp.sum(jnp.sin(model.apply({'params': p}, video, train=False)))
+  return jax.jit(lambda p: (model.apply({'params': p}, video, train=False), jax.grad(loss)(p)))(params)
+
+
+def _close(a, b, tol):
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize('kind,levers', [(kind, ('chunked',)) for kind in VARIANTS[1:]]
+                         + [('spacetime', ('chunked', 'fused', 'remat'))])
+def test_every_lever_gives_the_plain_paths_logits_and_gradients(kind, levers):
+  plain = tiny_config(kind, model__attention_implementation='xla', model__fused_qkv=False)
+  video = jax.random.uniform(jax.random.PRNGKey(0), (2, 4, 16, 16, 3), minval=-1, maxval=1)
+  params = jax.jit(lambda v: create_model(plain).init(jax.random.PRNGKey(1), v)['params'])(video[:1])
+  params = jax.tree_util.tree_map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
+  want = _logits_and_grads(plain, params, video)
+  overrides = {'chunked': ['model.attention_implementation=chunked'], 'fused': ['model.fused_qkv=True'],
+               'remat': ['model.remat=True', 'model.remat_policy=dots_saveable']}
+  for lever in levers:
+    _close(_logits_and_grads(load_config(plain, overrides[lever]), params, video), want, 1e-5)
+
+
+def test_fused_qkv_keeps_the_parameter_tree_and_its_initialisation():
+  fused, plain = tiny_config('spacetime'), tiny_config('spacetime', model__fused_qkv=False)
+  video = jnp.zeros((1, 4, 16, 16, 3))
+  a, b = (create_model(c).init(jax.random.PRNGKey(3), video)['params'] for c in (fused, plain))
+  assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
+  for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize('window', [(2, 4, 4), (1, 8, 8), (4, 2, 2)])
+def test_the_cpus_tubelet_matmul_is_the_strided_convolution(window):
+  video = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 16, 16, 3))
+  kernel = jax.random.normal(jax.random.PRNGKey(1), window + (3, 5))
+  conv = jax.lax.conv_general_dilated(video, kernel, window_strides=window, padding='VALID',
+                                      dimension_numbers=('NTHWC', 'THWIO', 'NTHWC'))
+  with jax.default_matmul_precision('highest'):
+    np.testing.assert_allclose(embedding.tubelets(video, kernel), conv, rtol=1e-5, atol=1e-5)
+
+
+def test_the_cpu_picks_chunked_attention_and_a_config_can_force_xla():
+  q = jnp.zeros((1, 5, 2, 8))
+  assert attention.attention_backend(None, q) == 'chunked'
+  assert attention.attention_backend('xla', q) == 'xla'
