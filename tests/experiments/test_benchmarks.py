@@ -74,3 +74,46 @@ def test_the_model_benchmark_and_gpu_check_run_without_tensorflow():
           'runpy.run_module("vivit_jax.cli.gpu_check", run_name="__main__")\n')
   done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, check=False)
   assert done.returncode == 0 and 'usage:' in done.stdout, done.stderr[-2000:]
+
+
+def test_the_flax_reference_holds_our_parameters_and_computes_our_logits():
+  from vivit_jax.experiments.benchmarks import reference  # pylint: disable=g-import-not-at-top
+  from vivit_jax.models import create_model  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  for kind in ('spacetime', 'factorized_encoder'):
+    config = tiny_config(kind)
+    ours, ref = create_model(config), reference.reference_model(config)
+    video = jax.random.uniform(jax.random.PRNGKey(0), (2, 4, 16, 16, 3))
+    params = ours.init(jax.random.PRNGKey(1), video)['params']
+    assert (jax.tree_util.tree_structure(params)
+            == jax.tree_util.tree_structure(ref.init(jax.random.PRNGKey(1), video)['params']))
+    params = jax.tree_util.tree_map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
+    diff = abs(ours.apply({'params': params}, video) - ref.apply({'params': params}, video)).max()
+    assert diff < 1e-5, (kind, diff)
+
+
+def test_the_cpu_benchmark_times_ours_the_reference_and_transformers_in_turn(capsys):
+  assert benchmark_script.main(['--model', '--cpu', f'--config={SYNTHETIC}:tiny',
+                                '--config.model.attention_config.type=spacetime', '--config.model.num_heads=2',
+                                '--config.model.mlp_dim=32', '--config.model.num_layers=1', '--steps=1']) == 0
+  out = capsys.readouterr().out
+  assert 'flax reference' in out and 'transformers 5' in out and '% of matmul rate' in out
+  assert 'vivit_jax vs the flax reference: train step' in out and 'vivit_jax vs transformers: inference' in out
+
+
+def test_cpu_benchmark_flags_are_checked():
+  for argv, expected in ((['--model', '--cpu', '--sizes=huge'], 'unknown'),
+                         (['--model', '--sizes=demo'], '--sizes goes with --model --cpu'),
+                         (['--data', '--cpu'], '--cpu and --sizes go with --model')):
+    process = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'benchmark.py'), *argv],
+                             capture_output=True, text=True, check=False, timeout=120)
+    assert process.returncode == 2 and expected in process.stderr, process.stderr
+
+
+def test_the_sizes_the_readme_quotes():
+  from vivit_jax.experiments.benchmarks import side_by_side  # pylint: disable=g-import-not-at-top
+  from vivit_jax.models import complexity  # pylint: disable=g-import-not-at-top
+  s1, s2, demo = (side_by_side.size_config(name) for name in ('s_model1', 's_model2', 'demo'))
+  assert complexity.token_counts(s1) == '785' and s1.batch_size == 4 and s1.model.hidden_size == 384
+  assert s2.model.attention_config.type == 'factorized_encoder' and s2.model.spatial_transformer.num_layers == 6
+  assert demo.batch_size == 64 and s1.model_dtype_str == demo.model_dtype_str == 'float32'

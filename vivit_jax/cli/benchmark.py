@@ -5,9 +5,12 @@ import sys
 import tempfile
 from typing import Optional, Sequence
 
+import jax
+
 from vivit_jax.cli import common
 from vivit_jax.config import load_config
 from vivit_jax.experiments.benchmarks import model as model_benchmark
+from vivit_jax.experiments.benchmarks import side_by_side
 
 USAGE = """Benchmarks that print numbers.
 
@@ -15,11 +18,19 @@ USAGE = """Benchmarks that print numbers.
   vivit-benchmark --model --config=configs/kinetics400/vivit_base_k400.py [--batch_size=8] [--steps=10]
       [--no_hf] [--compile_hf] [--json] [--config.KEY=VALUE ...]
                                     # forward and train step: vivit_jax vs transformers' ViViT
+  vivit-benchmark --model --cpu [--sizes=s_model1,s_model2,demo | --config=FILE] [--steps=5] [--no_hf] [--json]
+                                    # on the CPU, interleaved: vivit_jax vs the flax reference and transformers
 
 --model computes in bfloat16 unless --config.model_dtype_str=float32; regularisers only vivit_jax has are off on
 both sides, and both sides hold the same weights (checked in float32). Hugging Face implements Model 1 only: for
 other variants, or without torch and transformers installed, only vivit_jax's row is printed. --data makes its
 videos and records on the spot (nothing is downloaded).
+
+--model --cpu computes in float32 on the CPU and times, in turn within each round, vivit_jax, a reference
+written from flax's own modules the way Scenic writes ViViT (same parameters, same train step) and, for Model 1,
+transformers; it prints each ratio and the share of this machine's float32 matmul rate each reaches. Without
+--config it runs the sizes the README quotes: s_model1 and s_model2 (width 384, 6 layers, 16x112x112, batch 4)
+and demo (configs/synthetic.py).
 """
 
 
@@ -30,9 +41,13 @@ def _parser():
   parser.add_argument('--work_dir', default=None, help='--data: where to make the videos and records (default: '
                       'a temporary directory)')
   parser.add_argument('--config', help='--model: config file[:arg]')
+  parser.add_argument('--cpu', action='store_true', help='--model: on the CPU, beside the flax reference')
+  parser.add_argument('--sizes', default=None, help='--model --cpu: comma-separated sizes (default: all of '
+                      f"{','.join(side_by_side.SIZES)})")
   parser.add_argument('--batch_size', type=common.positive_int, default=None,
                       help='--model: clips per step (default: config)')
-  parser.add_argument('--steps', type=common.positive_int, default=10, help='--model: timed calls (median reported)')
+  parser.add_argument('--steps', type=common.positive_int, default=None, help='--model: timed calls (median '
+                      'reported; default 10, 5 with --cpu)')
   parser.add_argument('--no_hf', action='store_true', help='--model: skip transformers')
   parser.add_argument('--compile_hf', action='store_true', help='--model: torch.compile the transformers model')
   parser.add_argument('--json', action='store_true', help='print JSON')
@@ -44,11 +59,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args, overrides = common.parse(parser, argv)
   if args.data == args.model:
     parser.error('choose one benchmark: --data or --model')
-  if args.model and not args.config:
-    parser.error('--model needs --config')
+  if (args.cpu or args.sizes) and not args.model:
+    parser.error('--cpu and --sizes go with --model')
+  if args.sizes and (args.config or not args.cpu):
+    parser.error('--sizes goes with --model --cpu and without --config')
+  if args.model and not (args.config or args.cpu):
+    parser.error('--model needs --config (or --cpu, which has sizes of its own)')
+  unknown = [n for n in (args.sizes or '').split(',') if n and n not in side_by_side.SIZES]
+  if unknown:
+    parser.error(f'--sizes: unknown {unknown}; expected names from {list(side_by_side.SIZES)}')
   try:
     if args.data:
       _data(args)
+    elif args.cpu:
+      _cpu(args, overrides)
     else:
       _model(args, overrides)
   except common.EXPECTED_ERRORS as e:
@@ -67,11 +91,29 @@ def _data(args) -> None:
   print(json.dumps(result, indent=2) if args.json else '\n'.join(f'{k:<{width}}  {v}' for k, v in result.items()))
 
 
+def _cpu(args, overrides) -> None:
+  jax.config.update('jax_platforms', 'cpu')  # Before anything touches a device.
+  steps = args.steps or 5
+  if args.batch_size:
+    overrides = overrides + [f'batch_size={args.batch_size}']
+  if args.config:
+    config = load_config(args.config, ['model_dtype_str=float32'] + overrides)
+    results = [side_by_side.side_by_side(config, steps, huggingface=not args.no_hf)]
+  else:
+    results = side_by_side.run_sizes(args.sizes.split(',') if args.sizes else None, steps, not args.no_hf,
+                                     tuple(overrides))
+  if args.json:
+    print(json.dumps(results, indent=2))
+  else:
+    print('\n\n'.join(side_by_side.format_side_by_side(r) for r in results))
+
+
 def _model(args, overrides) -> None:
   config = load_config(args.config, ['model_dtype_str=bfloat16'] + overrides)
   why_not = None if args.no_hf else model_benchmark.huggingface_comparison(config)
   if why_not:
     print(f'{why_not}: timing vivit_jax only', file=sys.stderr)
-  result = model_benchmark.model_benchmark(config, args.batch_size, args.steps, huggingface=not (args.no_hf or why_not),
+  result = model_benchmark.model_benchmark(config, args.batch_size, args.steps or 10,
+                                           huggingface=not (args.no_hf or why_not),
                                            compile_hf=args.compile_hf)
   print(json.dumps(result, indent=2) if args.json else model_benchmark.format_model_benchmark(result))

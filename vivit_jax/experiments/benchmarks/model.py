@@ -61,12 +61,12 @@ def median_seconds(fn: Callable[[], Any], steps: int, warmup: int = 1) -> float:
 
 
 def _batch_shapes(config: ml_collections.ConfigDict, batch_size: int) -> Dict[str, Tuple[int, ...]]:
-  """The shapes of a float32 training batch (what `_constant_batch` makes)."""
+  """The shapes of a float32 training batch (what `constant_batch` makes)."""
   return {'inputs': tuple(input_shape(config, batch_size)),
           'label': (batch_size, config.dataset_configs.num_classes), 'batch_mask': (batch_size,)}
 
 
-def _constant_batch(config: ml_collections.ConfigDict, batch_size: int) -> Dict[str, np.ndarray]:
+def constant_batch(config: ml_collections.ConfigDict, batch_size: int) -> Dict[str, np.ndarray]:
   shapes = _batch_shapes(config, batch_size)
   num_classes = config.dataset_configs.num_classes
   rng = np.random.default_rng(0)
@@ -83,12 +83,13 @@ def _peak_memory_gb() -> Optional[float]:
 
 class CompiledTrainStep:
   """`config`'s jitted train step compiled for its batch from abstract shapes (nothing allocated), so that its
-  memory is known before anything is placed on a device; `seconds` then runs it."""
+  memory is known before anything is placed on a device; `seconds` then runs it. `model`: another module with
+  the same parameters and call (the flax reference), trained by the same step (default: `config`'s)."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, model=None):
     self.config = config
     self.mesh = sharding.create_mesh(config.mesh)
-    model = create_model(config)
+    model = model or create_model(config)
     schedule = optim.create_learning_rate_schedule(config.lr_configs, *_schedule_length(config))
     tx = optim.create_optimizer(config, schedule)
     self.init = state_lib.init_fn(model, tx, input_shape(config), config.rng_seed,
@@ -112,17 +113,21 @@ class CompiledTrainStep:
                   + size('temp_size_in_bytes'))
     return per_device * len(self.mesh.local_devices)
 
-  def seconds(self, num_steps: int, warmup: int = 1) -> float:
-    """Median seconds of `num_steps` steps on a constant batch, after `warmup` untimed ones (compilation is
-    done already; a warm-up step takes what a first run costs out of the timing)."""
+  def runner(self) -> Callable[[], None]:
+    """One train step on a constant batch per call, blocking until it is done (the state is carried along)."""
     holder = {'state': state_lib.create_state(self.init, self.shardings)}
-    batch = sharding.global_batch(_constant_batch(self.config, self.config.batch_size), self.mesh)
+    batch = sharding.global_batch(constant_batch(self.config, self.config.batch_size), self.mesh)
 
     def run():
       holder['state'], metrics = self.compiled(holder['state'], batch)
       jax.block_until_ready(metrics)
 
-    return median_seconds(run, num_steps, warmup)
+    return run
+
+  def seconds(self, num_steps: int, warmup: int = 1) -> float:
+    """Median seconds of `num_steps` steps on a constant batch, after `warmup` untimed ones (compilation is
+    done already; a warm-up step takes what a first run costs out of the timing)."""
+    return median_seconds(self.runner(), num_steps, warmup)
 
 
 def _schedule_length(config: ml_collections.ConfigDict) -> Tuple[int, int]:
@@ -149,7 +154,7 @@ def time_train_steps(config: ml_collections.ConfigDict, num_steps: int = 3,
 
 def _forward_seconds(config: ml_collections.ConfigDict, steps: int, warmup: int) -> float:
   model = create_model(config)
-  inputs = jax.device_put(_constant_batch(config, config.batch_size)['inputs'])
+  inputs = jax.device_put(constant_batch(config, config.batch_size)['inputs'])
   params = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False)['params'])(inputs[:1])
   forward = jax.jit(lambda p, x: model.apply({'params': p}, x, train=False))
   return median_seconds(lambda: jax.block_until_ready(forward(params, inputs)), steps, warmup)
@@ -165,9 +170,10 @@ def jax_benchmark(config: ml_collections.ConfigDict, steps: int = 10, warmup: in
           'train_step_s': train_s, 'train_clips_per_s': batch_size / train_s, 'peak_memory_gb': _peak_memory_gb()}
 
 
-def hf_benchmark(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 2,
-                 compile_model: bool = False) -> Dict[str, Any]:
-  """transformers' ViViT (Model 1) built from `config`: forward and train step, as `jax_benchmark` reports them."""
+def hf_runners(config: ml_collections.ConfigDict, compile_model: bool = False) -> Tuple[Callable, Callable, str]:
+  """(forward, train step, name) of transformers' ViViT (Model 1) built from `config`: blocking calls on a
+  constant batch, in bf16 autocast when the config computes in bfloat16; the train step is forward, backward,
+  clipping and AdamW."""
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   from vivit_jax.checkpoints.formats.huggingface_config import hf_config_from  # pylint: disable=g-import-not-at-top
@@ -176,7 +182,7 @@ def hf_benchmark(config: ml_collections.ConfigDict, steps: int = 10, warmup: int
   hf_config = transformers.VivitConfig.from_dict(hf_config_from(config))
   model = transformers.VivitForVideoClassification._from_config(hf_config, attn_implementation='sdpa').to(device)
   runner = torch.compile(model) if compile_model else model
-  batch = _constant_batch(config, config.batch_size)
+  batch = constant_batch(config, config.batch_size)
   pixels = torch.from_numpy(np.ascontiguousarray(batch['inputs'].transpose(0, 1, 4, 2, 3))).to(device)
   labels = torch.from_numpy(batch['label'].argmax(-1)).to(device)
   bf16 = config.model_dtype_str == 'bfloat16'
@@ -188,6 +194,7 @@ def hf_benchmark(config: ml_collections.ConfigDict, steps: int = 10, warmup: int
       torch.cuda.synchronize()
 
   def forward():
+    model.eval()
     with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
       runner(pixel_values=pixels).logits.float().sum().item()
     sync()
@@ -203,15 +210,24 @@ def hf_benchmark(config: ml_collections.ConfigDict, steps: int = 10, warmup: int
     optimizer.zero_grad(set_to_none=True)
     sync()
 
-  if device == 'cuda':
+  name = (f'transformers {transformers.__version__} (torch {torch.__version__}, sdpa'
+          f'{", compiled" if compile_model else ""})')
+  return forward, train, name
+
+
+def hf_benchmark(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 2,
+                 compile_model: bool = False) -> Dict[str, Any]:
+  """transformers' ViViT (Model 1) built from `config`: forward and train step, as `jax_benchmark` reports them."""
+  import torch  # pylint: disable=g-import-not-at-top
+  forward, train, name = hf_runners(config, compile_model)
+  cuda = torch.cuda.is_available()
+  if cuda:
     torch.cuda.reset_peak_memory_stats()
-  model.eval()
   forward_s = median_seconds(forward, steps, warmup)
   train_s = median_seconds(train, steps, warmup)
-  peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == 'cuda' else None
-  return {'implementation': f'transformers {transformers.__version__} (torch {torch.__version__}, sdpa'
-                            f'{", compiled" if compile_model else ""})',
-          'backend': device, 'device': torch.cuda.get_device_name() if device == 'cuda' else 'cpu',
+  peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
+  return {'implementation': name, 'backend': 'cuda' if cuda else 'cpu',
+          'device': torch.cuda.get_device_name() if cuda else 'cpu',
           'forward_s': forward_s, 'forward_clips_per_s': config.batch_size / forward_s,
           'train_step_s': train_s, 'train_clips_per_s': config.batch_size / train_s, 'peak_memory_gb': peak}
 
@@ -226,7 +242,7 @@ def hf_logit_difference(config: ml_collections.ConfigDict, batch_size: int = 2) 
 
   config = load_config(config, ['model_dtype_str=float32'])
   model = create_model(config)
-  inputs = _constant_batch(config, batch_size)['inputs']
+  inputs = constant_batch(config, batch_size)['inputs']
   params = jax.device_get(model.init(jax.random.PRNGKey(0), inputs[:1], train=False)['params'])
   head = params['output_projection']['kernel']  # Zero-initialised: give the logits something to compare.
   params['output_projection']['kernel'] = np.random.default_rng(1).normal(0, 0.05, head.shape).astype(np.float32)
