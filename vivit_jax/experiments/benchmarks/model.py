@@ -293,12 +293,34 @@ def model_benchmark(config: ml_collections.ConfigDict, batch_size: Optional[int]
   if huggingface:
     extra['max_abs_logit_diff_vs_hf_f32'] = _in_child(hf_logit_difference, config)
     hf_runs.append(_in_child(hf_benchmark, config, steps, warmup, compile_hf))
-  return {'variant': complexity.variant_name(config),
+  return add_mfu({'variant': complexity.variant_name(config),
           'clip': 'x'.join(map(str, input_shape(config)[1:])),
           'tokens': complexity.token_counts(config), 'batch_size': config.batch_size,
           'dtype': config.model_dtype_str, 'attention': _attention_backend(config),
           'gflops_per_clip': complexity.summarize(config)['gflops'],
-          'runs': [jax_benchmark(config, steps, warmup)] + hf_runs, **extra}
+          'runs': [jax_benchmark(config, steps, warmup)] + hf_runs, **extra})
+
+
+DENSE_BF16_TFLOPS = {'H100': 989.4, 'H200': 989.4, 'H800': 989.4, 'A100': 312.0, 'A800': 312.0, 'L4': 121.0,
+                     'TPU v4': 275.0, 'TPU v5 lite': 197.0, 'TPU v5p': 459.0, 'TPU v6 lite': 918.0}
+
+
+def dense_bf16_tflops(device_kind: str) -> Optional[float]:
+  """The card's dense (not sparse) bfloat16 peak in TFLOP/s, for the device kinds listed; None for others."""
+  return next((peak for name, peak in DENSE_BF16_TFLOPS.items() if name.lower() in device_kind.lower()), None)
+
+
+def add_mfu(result: Dict[str, Any]) -> Dict[str, Any]:
+  """Adds `forward_mfu` and `train_mfu` to each run on a device with a known peak: FLOPs are 2 x the
+  multiply-adds of models/complexity.py per clip (`gflops_per_clip` counts multiply-adds, as the paper does), and
+  a train step counts 3 x the forward pass."""
+  flops_per_clip = 2e9 * result['gflops_per_clip']
+  for run in result['runs']:
+    peak = dense_bf16_tflops(run['device'])
+    if peak and result['dtype'] == 'bfloat16':
+      run['forward_mfu'] = flops_per_clip * run['forward_clips_per_s'] / (peak * 1e12)
+      run['train_mfu'] = 3 * flops_per_clip * run['train_clips_per_s'] / (peak * 1e12)
+  return result
 
 
 def huggingface_comparison(config: ml_collections.ConfigDict) -> Optional[str]:
@@ -318,14 +340,20 @@ def format_model_benchmark(result: Dict[str, Any]) -> str:
   """A header line and one row per implementation: ms per call, clips/s, peak memory."""
   head = (f"{result['variant']}, clip {result['clip']} ({result['tokens']} tokens), batch {result['batch_size']}, "
           f"{result['dtype']}, attention {result['attention']}, {result['gflops_per_clip']:.4g} GFLOPs/clip")
-  rows = [('implementation', 'forward ms', 'forward clips/s', 'train step ms', 'train clips/s', 'peak GiB')]
+  rows = [('implementation', 'forward ms', 'forward clips/s', 'train step ms', 'train clips/s', 'peak GiB',
+           'MFU forward', 'MFU train')]
+  percent = lambda run, key: f'{100 * run[key]:.1f}%' if key in run else ''
   for run in result['runs']:
     rows.append((run['implementation'], f"{1e3 * run['forward_s']:.1f}", f"{run['forward_clips_per_s']:.1f}",
                  f"{1e3 * run['train_step_s']:.1f}", f"{run['train_clips_per_s']:.1f}",
-                 '' if run['peak_memory_gb'] is None else str(run['peak_memory_gb'])))
+                 '' if run['peak_memory_gb'] is None else str(run['peak_memory_gb']),
+                 percent(run, 'forward_mfu'), percent(run, 'train_mfu')))
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = [head] + ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
   if 'max_abs_logit_diff_vs_hf_f32' in result:
     lines.append(f"same weights, float32: max |logit difference| vs transformers "
                  f"{result['max_abs_logit_diff_vs_hf_f32']:.2e}")
+  if any('train_mfu' in run for run in result['runs']):
+    lines.append('MFU: 2 x the multiply-adds per clip (train step: 3 x forward) against the dense bfloat16 peak of '
+                 f"{dense_bf16_tflops(result['runs'][0]['device'])} TFLOP/s")
   return '\n'.join(lines)
