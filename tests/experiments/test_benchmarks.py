@@ -130,3 +130,21 @@ def test_mfu_counts_two_flops_per_multiply_add_and_three_forwards_per_train_step
   assert 'MFU train' in model_benchmark.format_model_benchmark(result) and '989.4 TFLOP/s' in \
       model_benchmark.format_model_benchmark(result)
   assert model_benchmark.dense_bf16_tflops('cpu') is None
+
+
+def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budget(monkeypatch):
+  from vivit_jax.experiments.benchmarks import data, levers  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(data, 'data_benchmark', lambda tmp, num_batches: {'tfdata_clips_per_s': 40.0, 'cpu_count': 2})
+  plan = (('tiny, fused', 'configs/synthetic.py:tiny', (), '', 8),
+          ('tiny, a key that does not exist', 'configs/synthetic.py:tiny', ('model.no_such_key=1',), '', 8),
+          ('Model 1, tiny', 'configs/synthetic.py:tiny', ('model.fused_qkv=False',), '--xla_dump_to=/dev/null', 8))
+  lines = []
+  rows = levers.run_levers(steps=1, budget_s=600, plan=plan, log=lines.append)
+  assert rows[0]['train_clips_per_s'] > 0 and rows[0]['batch_size'] == 8 and 'train_mfu' in rows[0]
+  assert 'no_such_key' in rows[1]['error']
+  assert rows[2]['train_clips_per_s'] > 0
+  assert rows[3]['pipeline_clips_per_s'] == 40.0 and rows[3]['clips_per_s_per_core'] == 20.0
+  assert rows[3]['pipeline_over_train_step'] == round(40.0 / rows[2]['train_clips_per_s'], 2)
+  assert len(lines) == 4 and 'per core' in lines[3]
+  out_of_time = levers.run_levers(steps=1, budget_s=10, plan=plan[:1], log=lines.append)
+  assert out_of_time[0]['error'] == 'not run: out of the time budget'

@@ -18,6 +18,8 @@ USAGE = """Benchmarks that print numbers.
   vivit-benchmark --model --config=configs/kinetics400/vivit_base_k400.py [--batch_size=8] [--steps=10]
       [--no_hf] [--compile_hf] [--json] [--config.KEY=VALUE ...]
                                     # forward and train step: vivit_jax vs transformers' ViViT
+  vivit-benchmark --levers [--steps=5] [--budget_s=540] [--json]
+                                    # on an accelerator: each speed lever's train clips/s, MFU and memory
   vivit-benchmark --model --cpu [--sizes=s_model1,s_model2,demo | --config=FILE] [--steps=5] [--no_hf] [--json]
                                     # on the CPU, interleaved: vivit_jax vs the flax reference and transformers
 
@@ -25,6 +27,10 @@ USAGE = """Benchmarks that print numbers.
 both sides, and both sides hold the same weights (checked in float32). Hugging Face implements Model 1 only: for
 other variants, or without torch and transformers installed, only vivit_jax's row is printed. --data makes its
 videos and records on the spot (nothing is downloaded).
+
+--levers runs ViViT-B/16x2 Models 1 and 2 with and without each lever (fused QKV, XLA's latency-hiding
+scheduler, batch 16, remat), each in its own process sharing one compilation cache, within --budget_s seconds,
+then times the input pipeline on 224-pixel JPEG records against the fastest train step (needs TensorFlow).
 
 --model --cpu computes in float32 on the CPU and times, in turn within each round, vivit_jax, a reference
 written from flax's own modules the way Scenic writes ViViT (same parameters, same train step) and, for Model 1,
@@ -38,6 +44,9 @@ def _parser():
   parser = common.parser('vivit-benchmark', USAGE)
   parser.add_argument('--data', action='store_true', help='the input pipeline benchmark')
   parser.add_argument('--model', action='store_true', help='the model and train step benchmark')
+  parser.add_argument('--levers', action='store_true', help='each speed lever, on an accelerator')
+  parser.add_argument('--budget_s', type=common.positive_int, default=540, help='--levers: seconds for all rows')
+  parser.add_argument('--train_only', action='store_true', help='--model: time the train step only')
   parser.add_argument('--work_dir', default=None, help='--data: where to make the videos and records (default: '
                       'a temporary directory)')
   parser.add_argument('--config', help='--model: config file[:arg]')
@@ -57,8 +66,8 @@ def _parser():
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = _parser()
   args, overrides = common.parse(parser, argv)
-  if args.data == args.model:
-    parser.error('choose one benchmark: --data or --model')
+  if args.data + args.model + args.levers != 1:
+    parser.error('choose one benchmark: --data, --model or --levers')
   if (args.cpu or args.sizes) and not args.model:
     parser.error('--cpu and --sizes go with --model')
   if args.sizes and (args.config or not args.cpu):
@@ -71,6 +80,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     if args.data:
       _data(args)
+    elif args.levers:
+      from vivit_jax.experiments.benchmarks import levers  # pylint: disable=g-import-not-at-top
+      rows = levers.run_levers(args.steps or 5, args.budget_s, log=(lambda *_: None) if args.json else print)
+      if args.json:
+        print(json.dumps(rows, indent=2))
     elif args.cpu:
       _cpu(args, overrides)
     else:
@@ -115,5 +129,9 @@ def _model(args, overrides) -> None:
     print(f'{why_not}: timing vivit_jax only', file=sys.stderr)
   result = model_benchmark.model_benchmark(config, args.batch_size, args.steps or 10,
                                            huggingface=not (args.no_hf or why_not),
-                                           compile_hf=args.compile_hf)
+                                           compile_hf=args.compile_hf, forward=not args.train_only)
   print(json.dumps(result, indent=2) if args.json else model_benchmark.format_model_benchmark(result))
+
+
+if __name__ == '__main__':
+  sys.exit(main())

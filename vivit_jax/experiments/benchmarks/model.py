@@ -160,10 +160,13 @@ def _forward_seconds(config: ml_collections.ConfigDict, steps: int, warmup: int)
   return median_seconds(lambda: jax.block_until_ready(forward(params, inputs)), steps, warmup)
 
 
-def jax_benchmark(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 2) -> Dict[str, Any]:
-  """Our forward pass and train step at `config.batch_size`: seconds, clips/s and peak device memory."""
+def jax_benchmark(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 2,
+                  forward: bool = True) -> Dict[str, Any]:
+  """Our forward pass (unless not `forward`) and train step at `config.batch_size`: seconds, clips/s and peak
+  device memory."""
   batch_size = config.batch_size
-  forward_s = _forward_seconds(config, steps, warmup)  # Its params and inputs are freed before the train step.
+  # The forward pass's params and inputs are freed before the train step.
+  forward_s = _forward_seconds(config, steps, warmup) if forward else float('nan')
   train_s = time_train_steps(config, steps)
   return {'implementation': 'vivit_jax', 'backend': jax.default_backend(), 'device': jax.devices()[0].device_kind,
           'forward_s': forward_s, 'forward_clips_per_s': batch_size / forward_s,
@@ -282,7 +285,7 @@ def _in_child(fn: Callable[..., Any], *args) -> Any:
 
 def model_benchmark(config: ml_collections.ConfigDict, batch_size: Optional[int] = None, steps: int = 10,
                     warmup: int = 2, overrides: Sequence[str] = (), huggingface: bool = True,
-                    compile_hf: bool = False) -> Dict[str, Any]:
+                    compile_hf: bool = False, forward: bool = True) -> Dict[str, Any]:
   """Ours and (for Model 1 with a class token, when `huggingface`) transformers' ViViT on the same config.
 
   The transformers runs (the logit check and the timing) each run in a child process first, then ours here,
@@ -298,7 +301,7 @@ def model_benchmark(config: ml_collections.ConfigDict, batch_size: Optional[int]
           'tokens': complexity.token_counts(config), 'batch_size': config.batch_size,
           'dtype': config.model_dtype_str, 'attention': _attention_backend(config),
           'gflops_per_clip': complexity.summarize(config)['gflops'],
-          'runs': [jax_benchmark(config, steps, warmup)] + hf_runs, **extra})
+          'runs': [jax_benchmark(config, steps, warmup, forward)] + hf_runs, **extra})
 
 
 DENSE_BF16_TFLOPS = {'H100': 989.4, 'H200': 989.4, 'H800': 989.4, 'A100': 312.0, 'A800': 312.0, 'L4': 121.0,

@@ -1,0 +1,113 @@
+"""`vivit-benchmark --levers`: what each speed lever gives on this machine, in one command sized for a short
+accelerator slot.
+
+Each row is one child process (`vivit-benchmark --model --json --no_hf --train_only`), so XLA flags can differ
+between rows and every run has the device to itself; all of them share one persistent compilation cache, so a
+rerun skips the compilations (about 100 s for a ViViT-B train step). Rows that would not start before the time
+budget runs out are listed as not run. The last row times the input pipeline (tf.data over 224-pixel JPEG DMVR
+records made on the spot) and compares it with the fastest train step measured: the pipeline keeps up when it
+supplies at least as many clips per second.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+M1 = 'configs/kinetics400/vivit_base_k400.py'
+M2 = 'configs/kinetics400/vivit_base_factorised_encoder.py'
+LATENCY_HIDING = '--xla_gpu_enable_latency_hiding_scheduler=true'
+
+# (name, config, overrides, extra XLA flags, batch size)
+PLAN: Tuple[Tuple[str, str, Tuple[str, ...], str, int], ...] = (
+    ('Model 1, three QKV matmuls (before)', M1, ('model.fused_qkv=False',), '', 8),
+    ('Model 1, fused QKV (default)', M1, (), '', 8),
+    ('Model 1, + latency-hiding scheduler', M1, (), LATENCY_HIDING, 8),
+    ('Model 1, batch 16', M1, (), '', 16),
+    ('Model 1, batch 16, remat dots_saveable', M1, ('model.remat=True', 'model.remat_policy=dots_saveable'), '', 16),
+    ('Model 2, three QKV matmuls (before)', M2, ('model.fused_qkv=False',), '', 8),
+    ('Model 2, fused QKV (default)', M2, (), '', 8),
+    ('Model 2, batch 16', M2, (), '', 16),
+)
+
+
+def _root() -> str:
+  import vivit_jax  # pylint: disable=g-import-not-at-top
+  return os.path.dirname(os.path.dirname(os.path.abspath(vivit_jax.__file__)))
+
+
+def _run_one(config: str, overrides: Sequence[str], xla_flags: str, batch_size: int, steps: int,
+             timeout_s: float, cache_dir: str) -> Dict[str, Any]:
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache_dir)
+  if xla_flags:
+    env['XLA_FLAGS'] = f"{env.get('XLA_FLAGS', '')} {xla_flags}".strip()
+  command = [sys.executable, '-m', 'vivit_jax.cli.benchmark', '--model', f'--config={config}', '--no_hf',
+             '--json', '--train_only', f'--steps={steps}', f'--batch_size={batch_size}',
+             *[f'--config.{o}' for o in overrides]]
+  try:
+    process = subprocess.run(command, cwd=_root(), env=env, capture_output=True, text=True, timeout=timeout_s,
+                             check=False)
+  except subprocess.TimeoutExpired:
+    return {'error': f'took longer than {timeout_s:.0f} s'}
+  if process.returncode:
+    lines = (process.stderr or process.stdout).strip().splitlines()
+    return {'error': lines[-1] if lines else f'exit status {process.returncode}'}
+  return json.loads(process.stdout)
+
+
+def _pipeline_row(best_train_clips_per_s: Optional[float]) -> Dict[str, Any]:
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec('tensorflow') is None:
+    return {'name': 'input pipeline, 32x224x224 JPEG DMVR records', 'error': 'TensorFlow is not installed'}
+  from vivit_jax.experiments.benchmarks import data  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as tmp:
+    result = data.data_benchmark(tmp, num_batches=16)
+  per_core = result['tfdata_clips_per_s'] / result['cpu_count']
+  row = {'name': 'input pipeline, 32x224x224 JPEG DMVR records', 'pipeline_clips_per_s': result['tfdata_clips_per_s'],
+         'clips_per_s_per_core': round(per_core, 2), 'cpu_count': result['cpu_count']}
+  if best_train_clips_per_s:
+    row['pipeline_over_train_step'] = round(result['tfdata_clips_per_s'] / best_train_clips_per_s, 2)
+  return row
+
+
+def run_levers(steps: int = 5, budget_s: float = 540.0, per_run_timeout_s: float = 200.0,
+               cache_dir: Optional[str] = None, plan=PLAN, log=print) -> List[Dict[str, Any]]:
+  """One row per entry of `plan` (train clips/s, MFU, peak memory, or why not), then the pipeline's row."""
+  cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), 'vivit_jax_compile_cache')
+  start, rows = time.monotonic(), []
+  for name, config, overrides, flags, batch_size in plan:
+    left = budget_s - (time.monotonic() - start)
+    if left < 30:
+      rows.append({'name': name, 'error': 'not run: out of the time budget'})
+      continue
+    result = _run_one(config, overrides, flags, batch_size, steps, min(per_run_timeout_s, left), cache_dir)
+    row = {'name': name, 'batch_size': batch_size}
+    if 'error' in result:
+      row['error'] = result['error']
+    else:
+      run = result['runs'][0]
+      row.update(train_clips_per_s=round(run['train_clips_per_s'], 1), train_mfu=run.get('train_mfu'),
+                 peak_memory_gb=run['peak_memory_gb'], device=run['device'], attention=result['attention'])
+    rows.append(row)
+    log(format_row(row))
+  best = max((r['train_clips_per_s'] for r in rows if r.get('train_clips_per_s') and r['name'].startswith(
+      'Model 1')), default=None)
+  rows.append(_pipeline_row(best))
+  log(format_row(rows[-1]))
+  return rows
+
+
+def format_row(row: Dict[str, Any]) -> str:
+  if 'error' in row:
+    return f"{row['name']:<44} {row['error']}"
+  if 'pipeline_clips_per_s' in row:
+    ratio = row.get('pipeline_over_train_step')
+    return (f"{row['name']:<44} {row['pipeline_clips_per_s']} clips/s on {row['cpu_count']} cores "
+            f"({row['clips_per_s_per_core']} per core)" + (f', {ratio}x the fastest Model 1 train step' if ratio
+                                                             else ''))
+  mfu = f", MFU {100 * row['train_mfu']:.1f}%" if row.get('train_mfu') else ''
+  return (f"{row['name']:<44} train {row['train_clips_per_s']} clips/s{mfu}, peak {row['peak_memory_gb']} GiB, "
+          f"attention {row['attention']}")
