@@ -111,6 +111,13 @@ def token_counts(config: ml_collections.ConfigDict) -> str:
   return text if m.attention_config.spatial_only_baseline else f'{text}, temporal {frames + cls}'
 
 
+def config_gflops(config: ml_collections.ConfigDict) -> float:
+  """GFLOPs (multiply-adds, the paper's convention) of one clip through `config`'s model, unrounded."""
+  model = create_model(config)
+  shape = input_shape(config)
+  return count_gflops(model, abstract_params(model, shape), shape)
+
+
 def summarize(config: ml_collections.ConfigDict, name: Optional[str] = None) -> Dict[str, Any]:
   """Variant, tokens, exact parameter count and GFLOPs of one config's model at its own clip size."""
   model = create_model(config)

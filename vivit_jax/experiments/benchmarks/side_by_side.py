@@ -1,9 +1,10 @@
 """Our forward pass and train step beside the flax reference (`reference.py`: Scenic's way of writing the model)
 and transformers' ViViT, on the same machine, in one process, interleaved.
 
-Each round calls every implementation once (forward, then train step) so that a machine that slows down or
-speeds up during the run slows every column alike; the medians over the rounds are reported, with the ratios
-and the fraction of this machine's measured float32 matmul rate each one reaches. The train steps are the same
+Each round calls every implementation once (forward, then train step), and two float32 matmuls (a square one
+and the model's own first MLP matmul), so that a machine that slows down or speeds up during the run slows every
+column alike; the medians over the rounds are reported, with the ratios and the fraction of the faster matmul's
+rate (the float32 rate attainable here) each implementation reaches. The train steps are the same
 jitted `train.step` (AdamW, clipping, metrics; state donated) around each model; all models hold the same
 parameters, and the logits are compared before timing. FLOPs are 2 x the multiply-adds of `models/complexity.py`
 per clip, and a train step counts 3 x the forward pass.
@@ -53,12 +54,22 @@ def size_config(name: str, overrides: Tuple[str, ...] = ()) -> ml_collections.Co
   return load_config(defaults.get_config(), SIZES[name] + ['model_dtype_str=float32'] + list(overrides))
 
 
-def matmul_peak_gflops(n: int = 2048, steps: int = 5) -> float:
-  """This machine's rate on one large float32 matmul (GFLOP/s): what the model's matmuls could reach."""
-  a = jax.device_put(np.random.default_rng(0).standard_normal((n, n), np.float32))
-  matmul = jax.jit(lambda x: x @ x)
-  seconds = model_benchmark.median_seconds(lambda: jax.block_until_ready(matmul(a)), steps, warmup=2)
-  return 2 * n ** 3 / seconds / 1e9
+def _matmul(rows: int, inner: int, cols: int) -> Tuple[Callable[[], None], float]:
+  """(a blocking float32 matmul [rows, inner] x [inner, cols], its FLOPs)."""
+  rng = np.random.default_rng(0)
+  a, b = (jax.device_put(rng.standard_normal(shape, np.float32)) for shape in ((rows, inner), (inner, cols)))
+  matmul = jax.jit(lambda x, y: x @ y)
+  return (lambda: jax.block_until_ready(matmul(a, b))), 2.0 * rows * inner * cols
+
+
+def _matmuls(config: ml_collections.ConfigDict) -> Dict[str, Tuple[Callable[[], None], float]]:
+  """A square 2048 matmul and the model's own first MLP matmul ([clips x tokens, width] x [width, mlp]): the
+  faster one's rate is the float32 rate attainable here."""
+  m = config.model
+  encoder = m.spatial_transformer if m.attention_config.type == 'factorized_encoder' else m
+  tokens = int(np.prod(input_shape(config)[1:4]) // np.prod(m.patches.size))
+  return {'matmul 2048': _matmul(2048, 2048, 2048),
+          'matmul mlp': _matmul(config.batch_size * tokens, m.hidden_size, encoder.mlp_dim)}
 
 
 def _interleaved(fns: Dict[str, Callable[[], Any]], steps: int, warmup: int) -> Dict[str, float]:
@@ -103,9 +114,11 @@ def side_by_side(config: ml_collections.ConfigDict, steps: int = 5, warmup: int 
   if huggingface and not model_benchmark.huggingface_comparison(config):
     hf_forward, hf_train, hf_name = model_benchmark.hf_runners(config)
     fns.update({f'{hf_name} forward': hf_forward, f'{hf_name} train': hf_train})
+  matmuls = _matmuls(config)  # Timed in the same rounds: under the same load as the models.
+  fns.update({name: fn for name, (fn, _) in matmuls.items()})
   seconds = _interleaved(fns, steps, warmup)
-  flops = 2e9 * complexity.summarize(config)['gflops'] * config.batch_size  # 'gflops' counts multiply-adds.
-  peak = matmul_peak_gflops()
+  flops = 2e9 * complexity.config_gflops(config) * config.batch_size  # It counts multiply-adds.
+  peak = max(f / seconds[name] for name, (_, f) in matmuls.items()) / 1e9
   rows = []
   for name in ['vivit_jax', 'flax reference'] + ([hf_name] if hf_name else []):
     forward_s, train_s = seconds[f'{name} forward'], seconds[f'{name} train']
