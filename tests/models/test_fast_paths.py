@@ -89,3 +89,8 @@ def test_the_cpu_picks_chunked_attention_and_a_config_can_force_xla():
   q = jnp.zeros((1, 5, 2, 8))
   assert attention.attention_backend(None, q) == 'chunked'
   assert attention.attention_backend('xla', q) == 'xla'
+
+
+def test_a_symbolic_batch_takes_xla_attention_so_that_export_works():
+  q = jax.ShapeDtypeStruct(jax.export.symbolic_shape('b, 5, 2, 8'), jnp.float32)
+  assert attention.attention_backend(None, q) == 'xla'

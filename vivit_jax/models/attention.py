@@ -59,14 +59,15 @@ def _on_cuda() -> bool:
 
 def attention_backend(implementation: Optional[str], q) -> str:
   """`implementation` if given (one of IMPLEMENTATIONS); else 'cudnn' on a CUDA GPU for bf16/fp16 inputs whose
-  head dim cuDNN's flash kernel takes (a multiple of 8, at most 128), 'chunked' on the CPU, else 'xla'."""
+  head dim cuDNN's flash kernel takes (a multiple of 8, at most 128), 'chunked' on the CPU for inputs of known
+  shape, else 'xla'."""
   if implementation is not None:
     return implementation
   head_dim = q.shape[-1]
   if q.dtype in (jnp.bfloat16, jnp.float16) and head_dim % 8 == 0 and head_dim <= 128 and _on_cuda():
     return 'cudnn'
-  if jax.default_backend() == 'cpu':
-    return 'chunked'
+  if jax.default_backend() == 'cpu' and all(isinstance(n, int) for n in q.shape):
+    return 'chunked'  # Its loop needs a known number of (example, head) pairs: not a symbolic batch (export).
   return 'xla'
 
 
