@@ -141,7 +141,8 @@ def test_two_trainer_steps_from_the_pretrained_file(pretrained, tmp_path, caplog
                'model.temporal_encoding_config.kernel_init_method=central_frame_initializer',
                'num_training_steps=2', 'batch_size=8', 'eval_batch_size=8', 'log_summary_steps=1',
                'dataset_configs.examples_per_subset.train=16', 'dataset_configs.examples_per_subset.validation=8',
-               'dataset_configs.prefetch_to_device=1', 'lr_configs.warmup_steps=1.0']
+               'dataset_configs.prefetch_to_device=1', 'lr_configs.warmup_steps=1.0',
+               'dataset_configs.examples_per_subset.test=8']  # Not the file's 512 clips x 3 crops at the end.
   config = load_config(ABLATION, overrides)
   with caplog.at_level(logging.INFO):
     results = train.train_and_evaluate(config, str(tmp_path / 'run'))

@@ -1,10 +1,10 @@
-"""Multi-process training on CPU: two processes of two simulated devices each train exactly like one process of
-four, only process 0 writes the run's files, a process that dies stops the other and the rerun resumes from the
+"""Multi-process training on CPU: two processes of two simulated devices each train exactly like one process (of
+eight), only process 0 writes the run's files, a process that dies stops the other and the rerun resumes from the
 checkpoint; processes that do not share one workdir stop at once with one clear error.
 
-Every process here is a subprocess with a deadline, so a hang fails a test instead of stalling CI. A shared 2-core
-machine runs the file in about 90 s: the two-process run from scratch is the first half of the
-killed-and-resumed one, which saves a third launch.
+Every multi-process run here is made of subprocesses with a deadline, so a hang fails a test instead of stalling
+CI; the one-process reference and the flag errors that stop before anything starts run in this process. The
+two-process run from scratch is the first half of the killed-and-resumed one, which saves a third launch.
 """
 
 import dataclasses
@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from tests import paths
+from vivit_jax import main as main_lib
 from vivit_jax.train import multihost, reporting
 
 ROOT = paths.ROOT
@@ -138,11 +139,19 @@ def _writer_pid(events_file: str) -> int:
 
 @pytest.fixture(scope='module')
 def reference(tmp_path_factory) -> Dict[str, list]:
-  """The losses of the same config run by one process with four devices."""
-  tmp = tmp_path_factory.mktemp('one_process')
-  processes = _train(tmp / 'logs', tmp / 'run', count=1)
-  assert _wait(processes) == [0], _tails(processes)
-  return _losses(tmp / 'run')
+  """The losses of the same config run by one process: this one, with its eight devices (a subprocess would spend
+  ~10 s importing before it trains the same way)."""
+  workdir = tmp_path_factory.mktemp('one_process') / 'run'
+  assert _main(['vivit-train', f'--config={TINY}', f'--workdir={workdir}', *OVERRIDES]) == 0
+  return _losses(workdir)
+
+
+def _main(argv: Sequence[str]) -> int:
+  """`python -m vivit_jax.main ARGV[1:]`'s exit status, run in this process."""
+  try:
+    return main_lib.main(main_lib._parse_flags(argv))  # pylint: disable=protected-access
+  finally:
+    main_lib.FLAGS.unparse_flags()
 
 
 def test_two_processes_train_like_one_stop_together_when_one_dies_and_resume(tmp_path, reference):
@@ -238,21 +247,20 @@ def test_a_single_process_run_skips_the_check(tmp_path):
   assert not (tmp_path / 'run').exists()
 
 
-def test_process_flags_without_a_coordinator_are_an_error(tmp_path):
-  argv = ['-m', 'vivit_jax.main', f'--config={TINY}', f'--workdir={tmp_path / "run"}', '--num_processes=2',
-          '--process_id=1']
-  processes = _start(tmp_path / 'logs', [argv])
-  assert _wait(processes, timeout=120) == [2], _tails(processes)
+# The two flag errors below stop the command before it joins anything: they run in this process, through the
+# `main` that `python -m vivit_jax.main` calls.
+def test_process_flags_without_a_coordinator_are_an_error(tmp_path, capsys):
+  argv = ['vivit-train', f'--config={TINY}', f'--workdir={tmp_path / "run"}', '--num_processes=2', '--process_id=1']
+  assert _main(argv) == 2
   assert ('error: --num_processes=2 --process_id=1 given without --coordinator_address=HOST:PORT'
-          in processes[0].text())
+          in capsys.readouterr().err)
   assert not (tmp_path / 'run').exists()
 
 
-def test_a_coordinator_address_without_a_port_is_an_error(tmp_path):
-  argv = ['-m', 'vivit_jax.main', f'--config={TINY}', f'--workdir={tmp_path / "run"}', '--num_processes=2',
-          '--process_id=1', '--coordinator_address=notahost']
-  processes = _start(tmp_path / 'logs', [argv])
-  assert _wait(processes, timeout=120) == [2], _tails(processes)
-  text = processes[0].text()
+def test_a_coordinator_address_without_a_port_is_an_error(tmp_path, capsys):
+  argv = ['vivit-train', f'--config={TINY}', f'--workdir={tmp_path / "run"}', '--num_processes=2', '--process_id=1',
+          '--coordinator_address=notahost']
+  assert _main(argv) == 2
+  text = capsys.readouterr().err
   assert 'error: --coordinator_address=notahost: expected HOST:PORT' in text and 'Traceback' not in text
   assert not (tmp_path / 'run').exists()

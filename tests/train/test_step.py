@@ -4,15 +4,19 @@ import jax
 import numpy as np
 import pytest
 
-from tests.train_testing import host_tree, train_config
+from tests.train_testing import assert_trees_equal, host_tree, train_config
 from vivit_jax import sharding, train
 from vivit_jax.train import state as state_lib
 
 
-def _run_steps(config, devices, steps=3):
-  """Per-step losses and the final state of `steps` train steps on a mesh over `devices`."""
+def _run_steps(config, devices, steps=3, initial=None):
+  """Per-step losses and the final state of `steps` train steps on a mesh over `devices`, from the run's own
+  initial state or from `initial` (a host tree) placed on the run's shardings."""
   run = train.setup(config, devices=devices)
-  state = state_lib.create_state(run.init, run.shardings)
+  if initial is None:
+    state = state_lib.create_state(run.init, run.shardings)
+  else:
+    state = jax.device_put(initial, run.shardings)
   step_fn = train.jitted_train_step(run)
   losses = []
   for s in range(steps):
@@ -32,9 +36,17 @@ def _mesh_config(kind, data, fsdp, model, **overrides):
 
 @pytest.mark.parametrize('kind', ['spacetime', 'factorized_encoder'])
 def test_same_losses_on_one_device_and_on_every_mesh(kind):
-  reference, _ = _run_steps(_mesh_config(kind, 1, 1, 1), jax.devices()[:1])
+  one = train.setup(_mesh_config(kind, 1, 1, 1), devices=jax.devices()[:1])
+  initial = host_tree(state_lib.create_state(one.init, one.shardings))
+  reference, _ = _run_steps(_mesh_config(kind, 1, 1, 1), jax.devices()[:1], initial=initial)
+  # The (2, 2, 2) mesh creates its own sharded state, which must equal the one-device state; the other meshes
+  # start from that state placed on their shards (each sharded initialisation is a compilation of its own).
+  mesh = _mesh_config(kind, 2, 2, 2)
+  run = train.setup(mesh, devices=jax.devices())
+  assert_trees_equal(state_lib.create_state(run.init, run.shardings), initial)
   for data, fsdp, model in ((8, 1, 1), (2, 4, 1), (2, 2, 2)):
-    losses, state = _run_steps(_mesh_config(kind, data, fsdp, model), jax.devices())
+    losses, state = _run_steps(_mesh_config(kind, data, fsdp, model), jax.devices(),
+                               initial=None if (data, fsdp, model) == (2, 2, 2) else initial)
     np.testing.assert_allclose(losses, reference, rtol=1e-4, err_msg=f'mesh {(data, fsdp, model)}')
   query = state.params['Transformer' if kind == 'spacetime' else 'SpatialTransformer']['encoderblock_0'][
       'MultiHeadDotProductAttention_0']['query']['kernel']
