@@ -20,7 +20,19 @@ SETTLE_TIMEOUT_S = 60.0
 
 
 class _SettlingLoop(asyncio.SelectorEventLoop):
-  """An event loop whose `close` first lets its pending tasks finish (their errors count as retrieved)."""
+  """An event loop whose `close` first lets its pending tasks finish; the errors of all its tasks, those that
+  failed before the close too, count as retrieved (else asyncio logs "Task exception was never retrieved" with a
+  traceback when a task is collected)."""
+
+  def __init__(self):
+    super().__init__()
+    self._tasks = []
+    self.set_task_factory(self._task)
+
+  def _task(self, loop, coro, **kwargs):
+    task = asyncio.Task(coro, loop=loop, **kwargs)
+    self._tasks.append(task)
+    return task
 
   def close(self) -> None:
     if not self.is_running() and not self.is_closed():
@@ -32,9 +44,10 @@ class _SettlingLoop(asyncio.SelectorEventLoop):
           task.cancel()
         if late:
           self.run_until_complete(asyncio.wait(late, timeout=SETTLE_TIMEOUT_S))
-        for task in pending:
-          if task.done() and not task.cancelled():
-            task.exception()  # Read, so asyncio does not log "Task exception was never retrieved".
+    for task in self._tasks:
+      if task.done() and not task.cancelled():
+        task.exception()  # Read, so asyncio does not log "Task exception was never retrieved".
+    self._tasks.clear()
     super().close()
 
 
