@@ -16,7 +16,7 @@ highest matmul precision, on the same random weights and clips.
   vivit-gpu-check [--frames=8] [--crop=64] [--layers=4] [--variants=a,b] [--json]
 
 Prints one row per variant: the attention backend, max |logit difference| (logits of order 1), and the cosine
-similarity of the two gradients. On CPU the bfloat16 run uses XLA attention too; the check still runs.
+similarity of the two gradients. On CPU the bfloat16 run uses chunked attention; the check still runs.
 """
 
 

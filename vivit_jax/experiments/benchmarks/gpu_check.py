@@ -1,7 +1,7 @@
 """The accelerated paths checked against float32: every variant's logits and gradients in bfloat16 with the
 attention this machine picks (cuDNN flash attention on CUDA GPUs, padded to even lengths) against float32 with
 XLA attention at the highest matmul precision, on the same random weights and clips. On CPU the bfloat16 run
-uses XLA attention too; the check still runs."""
+uses the CPU's chunked attention; the check still runs."""
 
 from typing import Any, Dict
 
