@@ -17,6 +17,8 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from vivit_jax.experiments.benchmarks import side_by_side
+
 M1 = 'configs/kinetics400/vivit_base_k400.py'
 M2 = 'configs/kinetics400/vivit_base_factorised_encoder.py'
 LATENCY_HIDING = '--xla_gpu_enable_latency_hiding_scheduler=true'
@@ -34,11 +36,6 @@ PLAN: Tuple[Tuple[str, str, Tuple[str, ...], str, int], ...] = (
 )
 
 
-def _root() -> str:
-  import vivit_jax  # pylint: disable=g-import-not-at-top
-  return os.path.dirname(os.path.dirname(os.path.abspath(vivit_jax.__file__)))
-
-
 def _run_one(config: str, overrides: Sequence[str], xla_flags: str, batch_size: int, steps: int,
              timeout_s: float, cache_dir: str) -> Dict[str, Any]:
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache_dir)
@@ -48,8 +45,8 @@ def _run_one(config: str, overrides: Sequence[str], xla_flags: str, batch_size: 
              '--json', '--train_only', f'--steps={steps}', f'--batch_size={batch_size}',
              *[f'--config.{o}' for o in overrides]]
   try:
-    process = subprocess.run(command, cwd=_root(), env=env, capture_output=True, text=True, timeout=timeout_s,
-                             check=False)
+    process = subprocess.run(command, cwd=side_by_side.repository_root(), env=env, capture_output=True, text=True,
+                             timeout=timeout_s, check=False)
   except subprocess.TimeoutExpired:
     return {'error': f'took longer than {timeout_s:.0f} s'}
   if process.returncode:

@@ -44,12 +44,17 @@ SIZES = {
 }
 
 
+def repository_root() -> str:
+  """The checkout vivit_jax runs from (configs/ and scripts/ sit beside the package)."""
+  return os.path.dirname(os.path.dirname(os.path.abspath(vivit_jax.__file__)))
+
+
 def size_config(name: str, overrides: Tuple[str, ...] = ()) -> ml_collections.ConfigDict:
   """The config of one of `SIZES` (float32 unless `overrides` say otherwise)."""
   if name not in SIZES:
     raise ValueError(f'unknown size {name!r}; expected one of {sorted(SIZES)}')
   if SIZES[name] is None:
-    demo = os.path.join(os.path.dirname(os.path.dirname(vivit_jax.__file__)), 'configs', 'synthetic.py')
+    demo = os.path.join(repository_root(), 'configs', 'synthetic.py')
     return load_config(demo, ['model_dtype_str=float32'] + list(overrides))
   return load_config(defaults.get_config(), SIZES[name] + ['model_dtype_str=float32'] + list(overrides))
 
