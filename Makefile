@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# pytest-xdist workers; CI machines have 2 cores. The 20 slowest tests are listed at the end of each run.
+# pytest-xdist workers; CI machines have 2 cores. An idle worker takes queued tests from a busy one (worksteal)
+# and the longest tests start first (tests/conftest.py). The 20 slowest tests are listed at the end of each run.
 TEST_WORKERS ?= 2
 
 .PHONY: demo test venv clean
@@ -22,7 +23,7 @@ $(VENV)/.installed-test: $(VENV)/.installed-run
 venv: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=20 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist=worksteal --durations=20 tests
 
 # Trains configs/synthetic.py on the CPU into runs/demo and prints the results table and where the run's files
 # are (rerunning resumes, or just prints the table of a finished run; `rm -rf runs/demo` to start over).

@@ -1,5 +1,12 @@
 """Tests run on CPU with 8 simulated devices, set before jax is imported anywhere.
 
+They also compile with LLVM's optimisations off (`--xla_backend_optimization_level=0`): the tests compile
+hundreds of tiny programs and compute little with each, so optimising the machine code costs more than it saves
+(tests/models/test_models.py and tests/train/test_step.py: 163 s -> 96 s on 2 cores). The graph-level (HLO)
+passes are a default compile's (float results may differ in their last bits, as between CPUs); the README demos' runs
+(tests/experiments/test_demos.py) start without the tests' XLA_FLAGS and compile as users' runs do. Either flag
+set in XLA_FLAGS beforehand is kept.
+
 Compiled programs are shared through JAX's persistent compilation cache in a directory made for this run
 (inherited by pytest-xdist's workers and by the commands the tests start, removed when the run ends): many tests
 compile the same tiny models, and compiling, not computing, is most of their time on a CPU. The programs are the
@@ -12,9 +19,9 @@ import tempfile
 
 os.environ['JAX_PLATFORMS'] = 'cpu'
 os.environ['CUDA_VISIBLE_DEVICES'] = ''
-if '--xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                             ' --xla_force_host_platform_device_count=8').strip()
+for _flag, _value in (('--xla_force_host_platform_device_count', '8'), ('--xla_backend_optimization_level', '0')):
+  if _flag not in os.environ.get('XLA_FLAGS', ''):
+    os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}={_value}".strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 _OWN_CACHE = None
@@ -23,6 +30,18 @@ if os.environ.get('VIVIT_TEST_COMPILE_CACHE', '1') != '0' and 'JAX_COMPILATION_C
   os.environ['JAX_COMPILATION_CACHE_DIR'] = _OWN_CACHE
   os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
   os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
+
+
+# The longest tests start first, so that with several workers none of them is left running alone at the end.
+LONGEST_FIRST = ('tests/experiments/test_demos.py', 'tests/experiments/test_benchmarks.py', 'tests/test_main.py',
+                 'tests/train/test_multiprocess.py', 'tests/test_custom_folder.py')
+
+
+def pytest_collection_modifyitems(session, config, items):
+  del session, config
+  rank = lambda item: next((i for i, path in enumerate(LONGEST_FIRST) if item.nodeid.startswith(path)),
+                           len(LONGEST_FIRST))
+  items.sort(key=rank)  # Stable: the order within each rank is kept.
 
 
 def pytest_sessionfinish(session, exitstatus):
