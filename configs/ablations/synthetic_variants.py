@@ -9,15 +9,16 @@ tell the axis of motion: its ceiling is 0.5 valid accuracy, chance is 0.125. The
 16x16, one bright 8-pixel square on a plain dark background, 2 pixels per frame) so that the sweep runs on CPU
 in a few minutes. No paper numbers: this checks the mechanism, not the paper's accuracy.
 
-Result (2 CPU cores, one device; valid/accuracy % on 512 clips; the whole sweep takes about 3 minutes and is
+Result (2 CPU cores, one device; valid/accuracy % on 512 clips; the whole sweep takes about 2 minutes and is
 deterministic on one machine; docs/ablations/synthetic_variants.md):
-  step                         200     400     600     800
-  model1_spatiotemporal       49.6    98.6   100.0   100.0
-  model2_factorised_encoder   48.6    99.8   100.0   100.0
-  model3_factorised_self_att  52.3   100.0   100.0   100.0
-  model4_factorised_dot_prod  94.9   100.0   100.0   100.0
-  average_pool_baseline       31.6    32.8    35.5    34.8
-Models 1 and 2 sit near 0.5 (the axis, not yet the direction) at step 200, then learn the direction. On the
+  step                         200     400     600
+  model1_spatiotemporal       52.0    96.3   100.0
+  model2_factorised_encoder   46.3    66.4    99.8
+  model3_factorised_self_att  78.3   100.0   100.0
+  model4_factorised_dot_prod  89.8   100.0   100.0
+  average_pool_baseline       30.3    34.8    35.4
+Models 1 and 2 sit near 0.5 (the axis, not yet the direction) at step 200, then learn the direction (a 400-step
+schedule leaves them there: 0.55 and 0.65 at its end). On the
 harder data of configs/synthetic.py (8x32x32, three squares of random colours on a texture, wrapping around the
 edges) one-frame tubelets learn far more slowly (Model 1: 0.37 after 1200 steps, Model 2
 still at chance after 600), which is why this sweep makes its own data. With multi-frame tubelets (8x8x2) the
@@ -51,10 +52,10 @@ def get_config(arg=None):
   m = config.model
   m.patches.size = (8, 8, 1)  # One frame per token: motion is visible only across tokens.
   m.num_heads, m.mlp_dim, m.num_layers = 4, 128, 4  # Models 1, 3, 4: as deep as Model 2's 2 + 2 layers.
-  config.num_training_steps = 800
+  config.num_training_steps = 600
   config.lr_configs.base_learning_rate = 2e-3
   config.log_eval_steps = 200
-  config.checkpoint_steps = 800
+  config.checkpoint_steps = 600
   config.write_summary = False
   config.dataset_configs.do_multicrop_test = False  # The sweep compares valid/accuracy.
   if arg == 'tiny':
