@@ -30,7 +30,8 @@ def test_chunked_attention_equals_softmax_attention_in_values_and_gradients(shap
 
 
 def test_chunked_attention_groups_fit_the_budget_and_divide_the_pairs():
-  assert chunked_attention._group_size(24, 785) == 1  # 2.4 MB of scores per pair: one at a time.
+  assert chunked_attention._group_size(24, 785) == 2  # 2.4 MB of scores per pair: two at a time.
+  assert chunked_attention._group_size(24, 1569) == 1  # 9.8 MB: one at a time.
   assert chunked_attention._group_size(24, 65) == 24  # Small: all in one step.
   assert chunked_attention._group_size(7, 300) == 7  # 360 KB each, 11 would fit: the divisor 7.
   assert chunked_attention._group_size(12, 400) == 6  # 640 KB each, 6 fit and divide 12.
