@@ -1,5 +1,8 @@
 """The speed levers compute the same function: chunked attention (the CPU default), the fused QKV projection,
-the CPU's tubelet matmul and remat policies each give the logits and gradients of the plain path."""
+padding the tokens once per encoder (cuDNN's), the CPU's tubelet matmul and remat policies each give the logits
+and gradients of the plain path."""
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -53,8 +56,9 @@ def _close(a, b, tol):
     np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize('kind,levers', [(kind, ('chunked',)) for kind in VARIANTS[1:]]
-                         + [('spacetime', ('chunked', 'fused', 'remat'))])
+@pytest.mark.parametrize('kind,levers', [(kind, ('chunked',)) for kind in VARIANTS[2:]]
+                         + [('factorized_encoder', ('chunked', 'pad_once')),
+                            ('spacetime', ('chunked', 'fused', 'remat', 'pad_once'))])
 def test_every_lever_gives_the_plain_paths_logits_and_gradients(kind, levers):
   plain = tiny_config(kind, model__attention_implementation='xla', model__fused_qkv=False)
   video = jax.random.uniform(jax.random.PRNGKey(0), (2, 4, 16, 16, 3), minval=-1, maxval=1)
@@ -62,7 +66,8 @@ def test_every_lever_gives_the_plain_paths_logits_and_gradients(kind, levers):
   params = jax.tree_util.tree_map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
   want = _logits_and_grads(plain, params, video)
   overrides = {'chunked': ['model.attention_implementation=chunked'], 'fused': ['model.fused_qkv=True'],
-               'remat': ['model.remat=True', 'model.remat_policy=dots_saveable']}
+               'remat': ['model.remat=True', 'model.remat_policy=dots_saveable'],
+               'pad_once': ['model.attention_padding=once']}  # 33 tokens -> 40 (Model 2: 17 -> 24 and 3 -> 8).
   for lever in levers:
     _close(_logits_and_grads(load_config(plain, overrides[lever]), params, video), want, 1e-5)
 
@@ -95,3 +100,32 @@ def test_the_cpu_picks_chunked_attention_and_a_config_can_force_xla():
 def test_a_symbolic_batch_takes_xla_attention_so_that_export_works():
   q = jax.ShapeDtypeStruct(jax.export.symbolic_shape('b, 5, 2, 8'), jnp.float32)
   assert attention.attention_backend(None, q) == 'xla'
+
+
+def test_padding_once_pads_the_tokens_once_for_the_whole_encoder():
+  config = tiny_config('spacetime', model__attention_implementation='xla', model__attention_padding='once')
+  video = jnp.zeros((2, 4, 16, 16, 3))
+  model = create_model(config)
+  params = model.init(jax.random.PRNGKey(0), video)['params']
+  text = jax.jit(lambda p: model.apply({'params': p}, video, train=False)).lower(params).as_text()
+  pads = re.findall(r'stablehlo\.pad .*-> tensor<([0-9x]+)xf32>', text)
+  assert pads == ['2x40x12'], pads  # 33 tokens + 7, padded once for the 2 layers.
+
+
+def test_the_encoders_padding_rule():
+  assert attention.encoder_padding('auto', 'cudnn', 3137) == 7  # ViViT-B/16x2 Model 1: +0.2% rows.
+  assert attention.encoder_padding('auto', 'cudnn', 197) == 3  # Model 2's spatial encoder: +1.5%.
+  assert attention.encoder_padding('auto', 'cudnn', 17) == 0  # Its temporal encoder pads per layer.
+  assert attention.encoder_padding('auto', 'cudnn', 3136) == 0  # Nothing to pad.
+  assert attention.encoder_padding('auto', 'chunked', 3137) == attention.encoder_padding('auto', 'xla', 3137) == 0
+  assert attention.encoder_padding('per_layer', 'cudnn', 3137) == 0
+  assert attention.encoder_padding('once', 'xla', 17) == 7
+  with pytest.raises(ValueError, match="attention_padding='once' needs attention that masks"):
+    attention.encoder_padding('once', 'chunked', 17)
+
+
+def test_the_dropout_paths_attention_gives_padded_keys_no_weight():
+  q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (2, 5, 3, 4)) for i in range(3))
+  pad = lambda a: jnp.pad(a, ((0, 0), (0, 3), (0, 0), (0, 0)), constant_values=7.0)
+  padded = attention._einsum_attention(pad(q), pad(k), pad(v), 1, 0.0, None, True, valid_length=5)
+  np.testing.assert_allclose(padded[:, :5], naive_attention(q, k, v), rtol=1e-5, atol=1e-6)

@@ -131,6 +131,7 @@ def get_model_config():
   m.remat_policy = _placeholder(str)  # With remat: what each block keeps (a jax.checkpoint_policies name).
   m.fused_qkv = True  # One matmul for query, key and value (same parameters and function; False: three).
   m.attention_implementation = _placeholder(str)  # None: picked per backend; 'xla', 'cudnn' or 'chunked'.
+  m.attention_padding = 'auto'  # cuDNN's padding of tokens: 'auto', 'once' (per encoder) or 'per_layer'.
   return m
 
 

@@ -69,6 +69,7 @@ CHOICES = {
     'model.temporal_encoding_config.kernel_init_method': (
         None, 'central_frame_initializer', 'average_frame_initializer', 'average_arp_frame_initializer'),
     'model.attention_implementation': (None, 'xla', 'cudnn', 'chunked'),
+    'model.attention_padding': ('auto', 'once', 'per_layer'),
     'model.remat_policy': (None, 'nothing_saveable', 'dots_saveable', 'dots_with_no_batch_dims_saveable',
                            'everything_saveable'),
     'optimizer': ('momentum', 'sgd', 'nesterov', 'adam', 'adamw'),

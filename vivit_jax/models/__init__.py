@@ -49,7 +49,7 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
       classifier=m.classifier, dropout_rate=m.dropout_rate, attention_dropout_rate=m.attention_dropout_rate,
       stochastic_droplayer_rate=m.stochastic_droplayer_rate, return_prelogits=m.return_prelogits,
       remat=m.remat, remat_policy=m.remat_policy, fused_qkv=m.fused_qkv,
-      attention_implementation=m.attention_implementation,
+      attention_implementation=m.attention_implementation, attention_padding=m.attention_padding,
       dtype=DTYPES[config.model_dtype_str])
   if kind == 'factorized_encoder':
     s, t = m.spatial_transformer, m.temporal_transformer

@@ -6,7 +6,8 @@
   which materialises the [L, L] scores); on the CPU, `chunked_attention` (one (example, head) group at a time,
   recomputed in the backward pass: 1.6x flax's einsum attention forward and backward at [4, 785, 6, 64]); XLA
   elsewhere. cuDNN needs even sequence lengths in training (ViViT's are odd: patches plus a class token), so
-  its inputs are padded to a multiple of 8 and the padding masked out.
+  its inputs are padded to a multiple of 8 and the padding masked out: in each layer, or once for the whole
+  encoder (`encoder_padding`), which then passes `valid_length` and the attention only masks.
 - `axis_attention`: attention along the time (1) or space (2) axis of `[B, T, S, h, dh]`; space reuses the fused
   kernel with frames folded into the batch (a free reshape), time uses batched einsums so no transpose of the
   activations is materialised.
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 from vivit_jax.models.chunked_attention import chunked_attention
 
 IMPLEMENTATIONS = ('xla', 'cudnn', 'chunked')
+PADDINGS = ('auto', 'once', 'per_layer')  # `model.attention_padding`: see encoder_padding.
 
 
 def _softmax_dropout(logits, dropout_rate, dropout_rng, deterministic, dtype):
@@ -35,14 +37,17 @@ def _softmax_dropout(logits, dropout_rate, dropout_rng, deterministic, dtype):
   return weights.astype(dtype)
 
 
-def _einsum_attention(q, k, v, seq_axis: int, dropout_rate, dropout_rng, deterministic):
-  """Attention along `seq_axis` of q/k/v `[B, d1, (d2), h, dh]`; every other leading axis is a batch axis."""
+def _einsum_attention(q, k, v, seq_axis: int, dropout_rate, dropout_rng, deterministic, valid_length=None):
+  """Attention along `seq_axis` of q/k/v `[B, d1, (d2), h, dh]`; every other leading axis is a batch axis.
+  Keys from `valid_length` on (padding) get no weight."""
   letters = 'abcdefg'[:q.ndim - 2]
   kv = letters[:seq_axis] + 'z' + letters[seq_axis + 1:]
   others = letters[:seq_axis] + letters[seq_axis + 1:]
   query_side = letters[seq_axis]
   logits = jnp.einsum(f'{letters}hd,{kv}hd->{others}h{query_side}z', q, k)
   logits = logits * jnp.asarray(q.shape[-1] ** -0.5, logits.dtype)
+  if valid_length is not None:
+    logits = jnp.where(jnp.arange(k.shape[seq_axis]) < valid_length, logits, jnp.finfo(logits.dtype).min)
   weights = _softmax_dropout(logits, dropout_rate, dropout_rng, deterministic, v.dtype)
   return jnp.einsum(f'{others}h{query_side}z,{kv}hd->{letters}hd', weights, v)
 
@@ -71,6 +76,29 @@ def attention_backend(implementation: Optional[str], q) -> str:
   return 'xla'
 
 
+def encoder_padding(padding: str, backend: str, length: int) -> int:
+  """How many tokens an encoder of `length` tokens appends once for all its layers (0: none; the attention
+  then pads in each layer where its kernel needs it). `padding` ('auto', 'once', 'per_layer'):
+
+  - 'auto' pads once when the backend is cuDNN and at most 1/64 more rows go through the projections and MLPs
+    (ViViT-B/16x2 Model 1: 3137 -> 3144 tokens; Model 2's spatial encoder 197 -> 200); otherwise
+    per layer (Model 2's temporal encoder: 17 -> 24 tokens would be 41% more rows in its MLPs). Padding once
+    saves a pad of q, k and v and a slice of the output in every layer, forward and backward.
+  - 'once' always pads to the cuDNN multiple; the attention must mask (xla or cudnn, not chunked).
+  """
+  if padding not in PADDINGS:
+    raise ValueError(f'unknown attention padding {padding!r}; expected one of {PADDINGS}')
+  pad = -length % CUDNN_LENGTH_MULTIPLE
+  if padding == 'per_layer' or not pad:
+    return 0
+  if padding == 'once':
+    if backend == 'chunked':
+      raise ValueError("model.attention_padding='once' needs attention that masks padding "
+                       "(model.attention_implementation 'xla' or 'cudnn'); chunked attention does not")
+    return pad
+  return pad if backend == 'cudnn' and pad * 64 <= length else 0
+
+
 def padded_attention(q, k, v, implementation: str, multiple: int):
   """`jax.nn.dot_product_attention` over axis 1 of `[B, L, h, dh]` with L padded to a multiple of `multiple`;
   the padded keys are masked out (`key_value_seq_lengths`) and the padded query rows dropped."""
@@ -87,11 +115,19 @@ def padded_attention(q, k, v, implementation: str, multiple: int):
 
 
 def dot_product_attention(q, k, v, *, dropout_rate: float = 0.0, dropout_rng=None,
-                          deterministic: bool = True, implementation: Optional[str] = None):
-  """Self-attention over axis 1 of `[B, L, h, dh]` inputs; returns `[B, L, h, dh]`."""
+                          deterministic: bool = True, implementation: Optional[str] = None,
+                          valid_length: Optional[int] = None):
+  """Self-attention over axis 1 of `[B, L, h, dh]` inputs; returns `[B, L, h, dh]`. With `valid_length`, the
+  tokens from it on are the encoder's padding (`encoder_padding`): no token attends to them."""
   if not deterministic and dropout_rate > 0.0:
-    return _einsum_attention(q, k, v, 1, dropout_rate, dropout_rng, deterministic)
+    return _einsum_attention(q, k, v, 1, dropout_rate, dropout_rng, deterministic, valid_length)
   backend = attention_backend(implementation, q)
+  if valid_length is not None:
+    if backend == 'chunked':
+      raise ValueError('padded tokens need attention that masks them (xla or cudnn), not chunked')
+    lengths = jnp.full((q.shape[0],), valid_length, jnp.int32)
+    return jax.nn.dot_product_attention(q, k, v, query_seq_lengths=lengths, key_value_seq_lengths=lengths,
+                                        implementation=backend)
   if backend == 'cudnn':
     return padded_attention(q, k, v, backend, CUDNN_LENGTH_MULTIPLE)
   if backend == 'chunked':

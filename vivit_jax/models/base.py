@@ -26,6 +26,7 @@ class ViViTBase(nn.Module):
   remat_policy: Optional[str] = None
   fused_qkv: bool = True
   attention_implementation: Optional[str] = None
+  attention_padding: str = 'auto'
   dtype: jnp.dtype = jnp.float32
 
   def embed(self, video: jnp.ndarray) -> jnp.ndarray:
@@ -38,7 +39,8 @@ class ViViTBase(nn.Module):
     return dict(dropout_rate=self.dropout_rate, attention_dropout_rate=self.attention_dropout_rate,
                 stochastic_droplayer_rate=self.stochastic_droplayer_rate, remat=self.remat,
                 remat_policy=self.remat_policy, fused_qkv=self.fused_qkv,
-                implementation=self.attention_implementation, dtype=self.dtype)
+                implementation=self.attention_implementation, attention_padding=self.attention_padding,
+                dtype=self.dtype)
 
   def head(self, pooled: jnp.ndarray) -> jnp.ndarray:
     return heads.classify(pooled, num_classes=self.num_classes,

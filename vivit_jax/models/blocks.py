@@ -51,6 +51,7 @@ class MultiHeadDotProductAttention(nn.Module):
   kernel_init_method: str = 'xavier'
   implementation: Optional[str] = None
   fused_qkv: bool = True
+  valid_length: Optional[int] = None  # 'full' mode: tokens from here on are padding (attention.encoder_padding).
   dtype: jnp.dtype = jnp.float32
 
   def project(self, x: jnp.ndarray, kernel_init):
@@ -80,7 +81,7 @@ class MultiHeadDotProductAttention(nn.Module):
     kwargs = dict(dropout_rate=self.dropout_rate, dropout_rng=rng, deterministic=deterministic,
                   implementation=self.implementation)
     if self.mode == 'full':
-      y = attn.dot_product_attention(q, k, v, **kwargs)
+      y = attn.dot_product_attention(q, k, v, valid_length=self.valid_length, **kwargs)
     elif self.mode in _AXIS:
       y = attn.axis_attention(q, k, v, _AXIS[self.mode], **kwargs)
     elif self.mode == 'factorised':
@@ -143,6 +144,7 @@ class EncoderBlock(_ResidualBlock):
   `factorised=True` is Model 4's block (heads split between time and space).
   """
   factorised: bool = False
+  valid_length: Optional[int] = None  # Tokens from here on are the encoder's padding.
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, deterministic: bool) -> jnp.ndarray:
@@ -150,7 +152,8 @@ class EncoderBlock(_ResidualBlock):
     y = MultiHeadDotProductAttention(
         self.num_heads, mode='factorised' if self.factorised else 'full', temporal_dims=self.temporal_dims,
         dropout_rate=self.attention_dropout_rate, implementation=self.implementation,
-        fused_qkv=self.fused_qkv, dtype=self.dtype, name='MultiHeadDotProductAttention_0')(
+        fused_qkv=self.fused_qkv, valid_length=self.valid_length, dtype=self.dtype,
+        name='MultiHeadDotProductAttention_0')(
             y, deterministic=deterministic)
     y = nn.Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
     x = self.residual(x, y, deterministic)

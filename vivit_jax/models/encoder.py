@@ -4,6 +4,10 @@ Scenic's names: `posembed_input/pos_embedding` `(1, N, d)` (normal(0.02)), `enco
 Stochastic depth of block i is `i / max(L - 1, 1) * stochastic_droplayer_rate`. `remat=True` recomputes each
 block's activations in the backward pass (parameter names are unchanged); `remat_policy` names what each block
 keeps instead (`jax.checkpoint_policies`: 'dots_saveable' keeps the matmul outputs and recomputes the rest).
+`attention_padding` (`attention.encoder_padding`): with cuDNN attention, a joint ('spacetime') encoder may pad its
+tokens once, after the positional embedding, and drop the padding before `encoder_norm`, instead of padding q, k
+and v in every layer. Each token's function is unchanged (attention masks the padded keys; LayerNorm and MLPs act
+per token); dropout masks in the blocks are then drawn over the padded shape.
 """
 
 from typing import Optional
@@ -12,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vivit_jax.models import attention as attn
 from vivit_jax.models import blocks
 
 BLOCKS = ('spacetime', 'factorized_self_attention_block', 'factorized_dot_product_attention')
@@ -43,7 +48,16 @@ class Encoder(nn.Module):
   remat_policy: Optional[str] = None
   fused_qkv: bool = True
   implementation: Optional[str] = None
+  attention_padding: str = 'auto'
   dtype: jnp.dtype = jnp.float32
+
+  def padding(self, x: jnp.ndarray) -> int:
+    """Tokens appended once to `x` `[B, N, d]` for all the blocks (attention.encoder_padding)."""
+    if self.block != 'spacetime':  # The factorised blocks reshape tokens to a time x space grid.
+      return 0
+    b, n, d = x.shape
+    probe = jax.ShapeDtypeStruct((b, n, self.num_heads, d // self.num_heads), self.dtype)
+    return attn.encoder_padding(self.attention_padding, attn.attention_backend(self.implementation, probe), n)
 
   def block_class(self):
     if self.block == 'factorized_self_attention_block':
@@ -68,10 +82,16 @@ class Encoder(nn.Module):
     x = AddPositionEmbs(name='posembed_input')(x)
     x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=not train)
     cls, extra = self.block_class()
+    length, pad = x.shape[1], self.padding(x)
+    if pad:
+      x = jnp.pad(x, ((0, 0), (0, pad), (0, 0)))
+      extra['valid_length'] = length
     for i in range(self.num_layers):
       x = cls(mlp_dim=self.mlp_dim, num_heads=self.num_heads, dropout_rate=self.dropout_rate,
               attention_dropout_rate=self.attention_dropout_rate,
               droplayer_p=i / max(self.num_layers - 1, 1) * self.stochastic_droplayer_rate,
               temporal_dims=self.temporal_dims, implementation=self.implementation, dtype=self.dtype,
               name=f'encoderblock_{i}', **extra)(x, not train)
+    if pad:
+      x = x[:, :length]
     return nn.LayerNorm(dtype=jnp.float32, param_dtype=jnp.float32, name='encoder_norm')(x)

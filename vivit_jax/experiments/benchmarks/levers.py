@@ -27,6 +27,7 @@ LATENCY_HIDING = '--xla_gpu_enable_latency_hiding_scheduler=true'
 PLAN: Tuple[Tuple[str, str, Tuple[str, ...], str, int], ...] = (
     ('Model 1, three QKV matmuls (before)', M1, ('model.fused_qkv=False',), '', 8),
     ('Model 1, fused QKV (default)', M1, (), '', 8),
+    ('Model 1, cuDNN padding per layer (before)', M1, ('model.attention_padding=per_layer',), '', 8),
     ('Model 1, + latency-hiding scheduler', M1, (), LATENCY_HIDING, 8),
     ('Model 1, batch 16', M1, (), '', 16),
     ('Model 1, batch 16, remat dots_saveable', M1, ('model.remat=True', 'model.remat_policy=dots_saveable'), '', 16),
