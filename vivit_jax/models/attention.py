@@ -20,6 +20,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
+from vivit_jax.models import dropout
 from vivit_jax.models.chunked_attention import chunked_attention
 
 IMPLEMENTATIONS = ('xla', 'cudnn', 'chunked')
@@ -32,8 +33,7 @@ def _softmax_dropout(logits, dropout_rate, dropout_rng, deterministic, dtype):
   if not deterministic and dropout_rate > 0.0:
     if dropout_rng is None:
       raise ValueError('attention dropout needs a dropout rng (apply with rngs={"dropout": key})')
-    keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
-    weights = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0)
+    weights = dropout.apply(weights, dropout_rate, dropout_rng)
   return weights.astype(dtype)
 
 

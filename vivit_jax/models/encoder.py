@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from vivit_jax.models import attention as attn
 from vivit_jax.models import blocks
+from vivit_jax.models.dropout import Dropout
 
 BLOCKS = ('spacetime', 'factorized_self_attention_block', 'factorized_dot_product_attention')
 
@@ -80,7 +81,7 @@ class Encoder(nn.Module):
     if x.ndim != 3:
       raise ValueError(f'Encoder expects tokens [batch, tokens, width], found shape {x.shape}')
     x = AddPositionEmbs(name='posembed_input')(x)
-    x = nn.Dropout(rate=self.dropout_rate)(x, deterministic=not train)
+    x = Dropout(rate=self.dropout_rate)(x, deterministic=not train)
     cls, extra = self.block_class()
     length, pad = x.shape[1], self.padding(x)
     if pad:
