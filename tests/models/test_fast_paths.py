@@ -129,3 +129,28 @@ def test_the_dropout_paths_attention_gives_padded_keys_no_weight():
   pad = lambda a: jnp.pad(a, ((0, 0), (0, 3), (0, 0), (0, 0)), constant_values=7.0)
   padded = attention._einsum_attention(pad(q), pad(k), pad(v), 1, 0.0, None, True, valid_length=5)
   np.testing.assert_allclose(padded[:, :5], naive_attention(q, k, v), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('shape', [(2, 13, 3, 8), (3, 9, 4, 4)])
+def test_chunked_attention_drops_the_weights_the_einsum_path_drops_in_values_and_gradients(shape, monkeypatch):
+  monkeypatch.setattr(chunked_attention, 'GROUP_BYTES', 2 * 4 * shape[1] ** 2)  # Two pairs a step.
+  q, k, v = (jax.random.normal(jax.random.PRNGKey(i), shape) for i in range(3))
+  rng = jax.random.PRNGKey(7)
+  einsum = lambda q, k, v: attention._einsum_attention(q, k, v, 1, 0.3, rng, False)
+  chunked = lambda q, k, v: chunked_attention.chunked_attention(q, k, v, 0.3, rng)
+  np.testing.assert_allclose(chunked(q, k, v), einsum(q, k, v), rtol=1e-5, atol=1e-5)
+  assert not np.allclose(chunked(q, k, v), naive_attention(q, k, v), atol=1e-3)  # Something was dropped.
+  loss = lambda fn: (lambda q, k, v: jnp.sum(jnp.sin(fn(q, k, v))))
+  for got, want in zip(jax.grad(loss(chunked), argnums=(0, 1, 2))(q, k, v),
+                       jax.grad(loss(einsum), argnums=(0, 1, 2))(q, k, v)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_training_with_attention_dropout_takes_the_chunked_path_on_the_cpu():
+  config = tiny_config('spacetime', model__attention_dropout_rate=0.2)
+  model = create_model(config)
+  video = jnp.zeros((2, 4, 16, 16, 3))
+  params = model.init(jax.random.PRNGKey(0), video)['params']
+  text = str(jax.make_jaxpr(lambda p: model.apply({'params': p}, video, train=True,
+                                                  rngs={'dropout': jax.random.PRNGKey(1)}))(params))
+  assert text.count('custom_vjp_call[') == config.model.num_layers  # chunked_attention's, once per layer.

@@ -1,8 +1,8 @@
 """Attention kernels on `[batch, ..., heads, head_dim]` projections (the layout flax's DenseGeneral gives).
 
-- `dot_product_attention`: full attention over axis 1 of `[B, L, h, dh]`, unless attention dropout is active
-  in training. `attention_backend` picks the implementation when the config names none: on CUDA GPUs for
-  bf16/fp16, cuDNN's fused flash attention through `jax.nn.dot_product_attention` (JAX itself defaults to XLA,
+- `dot_product_attention`: full attention over axis 1 of `[B, L, h, dh]`; with attention dropout in training,
+  chunked attention drops inside its loop and the others take the einsum path. `attention_backend` picks the
+  implementation when the config names none: on CUDA GPUs for bf16/fp16, cuDNN's fused flash attention through `jax.nn.dot_product_attention` (JAX itself defaults to XLA,
   which materialises the [L, L] scores); on the CPU, `chunked_attention` (one (example, head) group at a time,
   recomputed in the backward pass: 1.6x flax's einsum attention forward and backward at [4, 785, 6, 64]); XLA
   elsewhere. cuDNN needs even sequence lengths in training (ViViT's are odd: patches plus a class token), so
@@ -119,9 +119,13 @@ def dot_product_attention(q, k, v, *, dropout_rate: float = 0.0, dropout_rng=Non
                           valid_length: Optional[int] = None):
   """Self-attention over axis 1 of `[B, L, h, dh]` inputs; returns `[B, L, h, dh]`. With `valid_length`, the
   tokens from it on are the encoder's padding (`encoder_padding`): no token attends to them."""
-  if not deterministic and dropout_rate > 0.0:
-    return _einsum_attention(q, k, v, 1, dropout_rate, dropout_rng, deterministic, valid_length)
   backend = attention_backend(implementation, q)
+  if not deterministic and dropout_rate > 0.0:
+    if backend == 'chunked' and valid_length is None:
+      if dropout_rng is None:
+        raise ValueError('attention dropout needs a dropout rng (apply with rngs={"dropout": key})')
+      return chunked_attention(q, k, v, dropout_rate, dropout_rng)
+    return _einsum_attention(q, k, v, 1, dropout_rate, dropout_rng, deterministic, valid_length)
   if valid_length is not None:
     if backend == 'chunked':
       raise ValueError('padded tokens need attention that masks them (xla or cudnn), not chunked')

@@ -28,19 +28,28 @@ def _mix(h):
   return h ^ (h >> 16)
 
 
+def seeds(rng) -> jnp.ndarray:
+  """The two uint32 seed words a mask hashes with."""
+  return jax.random.bits(rng, (2,), jnp.uint32)
+
+
+def hashed_keep(seed_words, outer, inner, rate: float) -> jnp.ndarray:
+  """Keep (True) with probability 1 - `rate` for each element, named by its `outer` (row along axis 0) and
+  `inner` (flat index within the row) uint32 indices, which broadcast against each other."""
+  h = _mix(_mix(inner * _GOLDEN + seed_words[0]) ^ _mix(outer + seed_words[1]))
+  return h >= np.uint32(min(round(rate * 2.0 ** 32), 2 ** 32 - 1))
+
+
 def keep_mask(rng, shape, rate: float) -> jnp.ndarray:
   """A boolean mask of `shape`, each element True with probability 1 - `rate`, from `rng`.
 
   The index hashed is the flat index within axis 0 combined with the index along axis 0, so shapes of up to
   2^32 elements per leading row are distinct."""
-  seeds = jax.random.bits(rng, (2,), jnp.uint32)
   shape = tuple(shape)
   lead, rest = (shape[0], shape[1:]) if shape else (1, ())
   inner = jax.lax.iota(jnp.uint32, int(np.prod(rest, dtype=np.int64))).reshape((1,) + rest)
   outer = jax.lax.iota(jnp.uint32, lead).reshape((lead,) + (1,) * len(rest))
-  h = _mix(_mix(inner * _GOLDEN + seeds[0]) ^ _mix(outer + seeds[1]))
-  threshold = np.uint32(min(round(rate * 2.0 ** 32), 2 ** 32 - 1))
-  return (h >= threshold).reshape(shape)
+  return hashed_keep(seeds(rng), outer, inner, rate).reshape(shape)
 
 
 def apply(x: jnp.ndarray, rate: float, rng) -> jnp.ndarray:

@@ -28,8 +28,10 @@ def check_variant(kind: str, frames: int, crop: int, layers: int, batch: int = 2
   bf16 = load_config(f32, ['model_dtype_str=bfloat16'])
   video = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (batch, frames, crop, crop, 3)), jnp.float32)
   model32, model16 = create_model(load_config(f32, ['model.attention_implementation=xla'])), create_model(bf16)
-  params = model32.init(jax.random.PRNGKey(0), video[:1], train=False)['params']
-  params = jax.tree_util.tree_map(lambda p: p + 0.02 * jax.random.normal(jax.random.PRNGKey(1), p.shape), params)
+  def init(clip):  # One compiled program (op by op, each parameter shape would compile its own).
+    params = model32.init(jax.random.PRNGKey(0), clip, train=False)['params']
+    return jax.tree_util.tree_map(lambda p: p + 0.02 * jax.random.normal(jax.random.PRNGKey(1), p.shape), params)
+  params = jax.jit(init)(video[:1])
   labels = jax.nn.one_hot(jnp.arange(batch) % 10, 10)
 
   def loss(model):
