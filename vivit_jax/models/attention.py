@@ -99,19 +99,23 @@ def encoder_padding(padding: str, backend: str, length: int) -> int:
   return pad if backend == 'cudnn' and pad * 64 <= length else 0
 
 
+def masked_attention(q, k, v, implementation: str, valid_length: int):
+  """`jax.nn.dot_product_attention` over axis 1 of `[B, L, h, dh]` where the tokens from `valid_length` on are
+  padding: masked as keys (`key_value_seq_lengths`) and as queries."""
+  lengths = jnp.full((q.shape[0],), valid_length, jnp.int32)
+  return jax.nn.dot_product_attention(q, k, v, query_seq_lengths=lengths, key_value_seq_lengths=lengths,
+                                      implementation=implementation)
+
+
 def padded_attention(q, k, v, implementation: str, multiple: int):
-  """`jax.nn.dot_product_attention` over axis 1 of `[B, L, h, dh]` with L padded to a multiple of `multiple`;
-  the padded keys are masked out (`key_value_seq_lengths`) and the padded query rows dropped."""
+  """`masked_attention` with L padded here to a multiple of `multiple`, and the padded query rows dropped."""
   length = q.shape[1]
   pad = -length % multiple
   if not pad:
     return jax.nn.dot_product_attention(q, k, v, implementation=implementation)
   widths = ((0, 0), (0, pad), (0, 0), (0, 0))
-  lengths = jnp.full((q.shape[0],), length, jnp.int32)
-  out = jax.nn.dot_product_attention(jnp.pad(q, widths), jnp.pad(k, widths), jnp.pad(v, widths),
-                                     query_seq_lengths=lengths, key_value_seq_lengths=lengths,
-                                     implementation=implementation)
-  return out[:, :length]
+  return masked_attention(jnp.pad(q, widths), jnp.pad(k, widths), jnp.pad(v, widths), implementation,
+                          length)[:, :length]
 
 
 def dot_product_attention(q, k, v, *, dropout_rate: float = 0.0, dropout_rng=None,
@@ -120,18 +124,14 @@ def dot_product_attention(q, k, v, *, dropout_rate: float = 0.0, dropout_rng=Non
   """Self-attention over axis 1 of `[B, L, h, dh]` inputs; returns `[B, L, h, dh]`. With `valid_length`, the
   tokens from it on are the encoder's padding (`encoder_padding`): no token attends to them."""
   backend = attention_backend(implementation, q)
+  if valid_length is not None and backend == 'chunked':
+    raise ValueError('padded tokens need attention that masks them (xla or cudnn), not chunked')
   if not deterministic and dropout_rate > 0.0:
-    if backend == 'chunked' and valid_length is None:
-      if dropout_rng is None:
-        raise ValueError('attention dropout needs a dropout rng (apply with rngs={"dropout": key})')
+    if backend == 'chunked' and dropout_rng is not None:
       return chunked_attention(q, k, v, dropout_rate, dropout_rng)
-    return _einsum_attention(q, k, v, 1, dropout_rate, dropout_rng, deterministic, valid_length)
+    return _einsum_attention(q, k, v, 1, dropout_rate, dropout_rng, deterministic, valid_length)  # Or its error.
   if valid_length is not None:
-    if backend == 'chunked':
-      raise ValueError('padded tokens need attention that masks them (xla or cudnn), not chunked')
-    lengths = jnp.full((q.shape[0],), valid_length, jnp.int32)
-    return jax.nn.dot_product_attention(q, k, v, query_seq_lengths=lengths, key_value_seq_lengths=lengths,
-                                        implementation=backend)
+    return masked_attention(q, k, v, backend, valid_length)
   if backend == 'cudnn':
     return padded_attention(q, k, v, backend, CUDNN_LENGTH_MULTIPLE)
   if backend == 'chunked':
