@@ -46,15 +46,20 @@ class _Dropout(NamedTuple):
   heads: int
   length: int
 
-  def scale(self, x, seed_words, pairs):
-    """`x` `[c, L, L]` of the pairs `pairs` `[c]` (b * h + head), dropped and the rest scaled by 1/(1-rate)."""
+  def keep(self, seed_words, pairs):
+    """The `[c, L, L]` mask of the pairs `pairs` `[c]` (b * h + head); None without dropout."""
     if not self.rate:
-      return x
+      return None
     heads, length = self.heads, self.length
     outer = (pairs // heads)[:, None, None]
     inner = ((pairs % heads) * (length * length))[:, None, None] + jax.lax.iota(
         jnp.uint32, length * length).reshape(1, length, length)
-    keep = dropout.hashed_keep(seed_words, outer, inner, self.rate)
+    return dropout.hashed_keep(seed_words, outer, inner, self.rate)
+
+  def scale(self, x, keep):
+    """`x` `[c, L, L]` dropped where `keep` is False and the rest scaled by 1/(1-rate)."""
+    if keep is None:
+      return x
     return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - self.rate), x.dtype), jnp.zeros((), x.dtype))
 
 
@@ -66,7 +71,7 @@ def _forward_scan(q, k, v, seed_words, pairs, drop):
     m = jnp.max(s, axis=-1, keepdims=True)
     e = jnp.exp(s - m)
     total = jnp.sum(e, axis=-1, keepdims=True)
-    e = drop.scale(e, seed_words, pc)
+    e = drop.scale(e, drop.keep(seed_words, pc))
     out = jnp.einsum('cqk,ckd->cqd', e.astype(vc.dtype), vc, preferred_element_type=jnp.float32) / total
     return None, (out.astype(qc.dtype), (m + jnp.log(total))[..., 0])
   _, (out, lse) = jax.lax.scan(step, None, (q, k, v, pairs))
@@ -90,9 +95,9 @@ def _attend_bwd(drop, residuals, d_out):
   def step(_, xs):
     qc, kc, vc, pc, doc, lc, dc = xs
     p = jnp.exp(_scores(qc, kc) - lc[..., None])
-    dv = jnp.einsum('cqk,cqd->ckd', drop.scale(p, seed_words, pc).astype(doc.dtype), doc,
-                    preferred_element_type=jnp.float32)
-    dp = drop.scale(jnp.einsum('cqd,ckd->cqk', doc, vc, preferred_element_type=jnp.float32), seed_words, pc)
+    keep = drop.keep(seed_words, pc)  # Hashed once for both uses.
+    dv = jnp.einsum('cqk,cqd->ckd', drop.scale(p, keep).astype(doc.dtype), doc, preferred_element_type=jnp.float32)
+    dp = drop.scale(jnp.einsum('cqd,ckd->cqk', doc, vc, preferred_element_type=jnp.float32), keep)
     ds = (p * (dp - dc[..., None])).astype(qc.dtype)
     dq = jnp.einsum('cqk,ckd->cqd', ds, kc, preferred_element_type=jnp.float32)
     dk = jnp.einsum('cqk,cqd->ckd', ds, qc, preferred_element_type=jnp.float32)
