@@ -58,9 +58,7 @@ class _Dropout(NamedTuple):
 
   def scale(self, x, keep):
     """`x` `[c, L, L]` dropped where `keep` is False and the rest scaled by 1/(1-rate)."""
-    if keep is None:
-      return x
-    return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - self.rate), x.dtype), jnp.zeros((), x.dtype))
+    return x if keep is None else dropout.scale_kept(x, keep, self.rate)
 
 
 def _forward_scan(q, k, v, seed_words, pairs, drop):

@@ -52,12 +52,16 @@ def keep_mask(rng, shape, rate: float) -> jnp.ndarray:
   return hashed_keep(seeds(rng), outer, inner, rate).reshape(shape)
 
 
+def scale_kept(x: jnp.ndarray, keep: jnp.ndarray, rate: float) -> jnp.ndarray:
+  """`x` zeroed where `keep` is False and scaled by 1 / (1 - rate) where it is True."""
+  return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
+
+
 def apply(x: jnp.ndarray, rate: float, rng) -> jnp.ndarray:
   """`x` with each element zeroed with probability `rate` and the rest scaled by 1 / (1 - rate)."""
   if rate >= 1.0:
     return jnp.zeros_like(x)
-  keep = keep_mask(rng, x.shape, rate)
-  return jnp.where(keep, x / jnp.asarray(1.0 - rate, x.dtype), jnp.zeros((), x.dtype))
+  return scale_kept(x, keep_mask(rng, x.shape, rate), rate)
 
 
 class Dropout(nn.Module):
