@@ -1,5 +1,7 @@
 """The benchmarks run (their numbers are printed by scripts/benchmark.py, never asserted)."""
 
+import glob
+import gzip
 import importlib.util
 import json
 import os
@@ -63,6 +65,31 @@ def test_gpu_check_compares_bfloat16_with_float32_for_every_variant(capsys):
   for row in rows:  # On CPU both runs use XLA attention: this checks the comparison, not cuDNN.
     assert row['attention'] == 'chunked' and row['grad_cosine'] > 0.999
     assert 0 < row['max_abs_logit_diff'] < 0.05 * max(1.0, row['logit_scale'])
+
+
+def test_gpu_check_config_overrides_change_the_bfloat16_model_and_misspelt_keys_are_named(capsys):
+  spec = importlib.util.spec_from_file_location('gpu_check', os.path.join(ROOT, 'scripts', 'gpu_check.py'))
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  argv = ['--frames=4', '--crop=32', '--layers=1', '--variants=spacetime', '--json']
+  # The masked path (one padding for all layers) needs attention that masks: XLA's on the CPU.
+  assert script.main(argv + ['--config.model.attention_padding=once', '--config.model.attention_implementation=xla']) == 0
+  row, = json.loads(capsys.readouterr().out)
+  assert row['attention'] == 'xla' and row['grad_cosine'] > 0.999 and row['max_abs_logit_diff'] < 0.05
+  assert script.main(argv + ['--config.model.attention_paddin=once']) != 0
+  assert "did you mean 'model.attention_padding'" in capsys.readouterr().err
+
+
+def test_a_lever_row_with_transformers_beside_it_prints_both():
+  from vivit_jax.experiments.benchmarks import levers  # pylint: disable=g-import-not-at-top
+  result = {'attention': 'cudnn', 'max_abs_logit_diff_vs_hf_f32': 7e-6, 'runs': [
+      {'train_clips_per_s': 100.0, 'train_mfu': 0.27, 'forward_s': 0.025, 'forward_clips_per_s': 320.0,
+       'forward_mfu': 0.29, 'peak_memory_gb': 11.2, 'device': 'NVIDIA H100'},
+      {'implementation': 'transformers 5', 'train_clips_per_s': 80.0, 'train_mfu': 0.22, 'forward_s': 0.03,
+       'forward_clips_per_s': 250.0, 'forward_mfu': 0.23, 'peak_memory_gb': 20.9, 'device': 'NVIDIA H100'}]}
+  text = levers.format_row(levers._row('Model 1, fused QKV (default)', 8, result))  # pylint: disable=protected-access
+  assert 'train 100.0 clips/s, MFU 27.0%' in text and 'forward 320.0 clips/s, MFU 29.0%' in text
+  assert 'transformers 5' in text and 'train 80.0 clips/s, MFU 22.0%' in text and '7e-06' in text
 
 
 def test_the_model_benchmark_and_gpu_check_run_without_tensorflow():
@@ -132,15 +159,20 @@ def test_mfu_counts_two_flops_per_multiply_add_and_three_forwards_per_train_step
   assert model_benchmark.dense_bf16_tflops('cpu') is None
 
 
-def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budget(monkeypatch):
+def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budget(monkeypatch, tmp_path):
   from vivit_jax.experiments.benchmarks import data, levers  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(data, 'data_benchmark', lambda tmp, num_batches: {'tfdata_clips_per_s': 40.0, 'cpu_count': 2})
   plan = (('tiny, fused', 'configs/synthetic.py:tiny', (), '', 8),
           ('tiny, a key that does not exist', 'configs/synthetic.py:tiny', ('model.no_such_key=1',), '', 8),
           ('Model 1, tiny', 'configs/synthetic.py:tiny', ('model.fused_qkv=False',), '--xla_dump_to=/dev/null', 8))
   lines = []
-  rows = levers.run_levers(steps=1, budget_s=600, plan=plan, log=lines.append)
+  rows = levers.run_levers(steps=1, budget_s=600, plan=plan, log=lines.append, profile_dir=str(tmp_path / 'prof'))
   assert rows[0]['train_clips_per_s'] > 0 and rows[0]['batch_size'] == 8 and 'train_mfu' in rows[0]
+  # A config's first row times the forward pass too, and is the one traced.
+  assert rows[0]['forward_clips_per_s'] > 0 and 'forward' in lines[0] and 'forward_clips_per_s' not in rows[2]
+  assert glob.glob(str(tmp_path / 'prof' / 'plugins' / 'profile' / '*' / 'perfetto_trace.json.gz'))
+  with gzip.open(tmp_path / 'prof' / 'train_step.hlo.txt.gz', 'rt') as f:
+    assert 'ENTRY' in f.read()
   assert 'no_such_key' in rows[1]['error']
   assert rows[2]['train_clips_per_s'] > 0
   assert rows[3]['pipeline_clips_per_s'] == 40.0 and rows[3]['clips_per_s_per_core'] == 20.0

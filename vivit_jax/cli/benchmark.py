@@ -16,9 +16,9 @@ USAGE = """Benchmarks that print numbers.
 
   vivit-benchmark --data [--json]   # train clips/s: tf.data over JPEG TFRecords vs a PyAV loop
   vivit-benchmark --model --config=configs/kinetics400/vivit_base_k400.py [--batch_size=8] [--steps=10]
-      [--no_hf] [--compile_hf] [--json] [--config.KEY=VALUE ...]
+      [--no_hf] [--compile_hf] [--train_only] [--profile_dir=DIR] [--json] [--config.KEY=VALUE ...]
                                     # forward and train step: vivit_jax vs transformers' ViViT
-  vivit-benchmark --levers [--steps=5] [--budget_s=540] [--json]
+  vivit-benchmark --levers [--steps=5] [--budget_s=540] [--profile_dir=DIR] [--json]
                                     # on an accelerator: each speed lever's train clips/s, MFU and memory
   vivit-benchmark --model --cpu [--sizes=s_model1,s_model2,demo | --config=FILE] [--steps=5] [--no_hf] [--json]
                                     # on the CPU, interleaved: vivit_jax vs the flax reference and transformers
@@ -59,6 +59,9 @@ def _parser():
                       'reported; default 10, 5 with --cpu)')
   parser.add_argument('--no_hf', action='store_true', help='--model: skip transformers')
   parser.add_argument('--compile_hf', action='store_true', help='--model: torch.compile the transformers model')
+  parser.add_argument('--profile_dir', default=None, help='--model: trace two train steps with jax.profiler '
+                      'into this directory (TensorBoard and Perfetto files) with the compiled HLO; --levers: '
+                      "the first row's")
   parser.add_argument('--json', action='store_true', help='print JSON')
   return parser
 
@@ -68,6 +71,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args, overrides = common.parse(parser, argv)
   if args.data + args.model + args.levers != 1:
     parser.error('choose one benchmark: --data, --model or --levers')
+  if args.profile_dir and (args.data or args.cpu):
+    parser.error('--profile_dir goes with --model (on an accelerator) or --levers')
   if (args.cpu or args.sizes) and not args.model:
     parser.error('--cpu and --sizes go with --model')
   if args.sizes and (args.config or not args.cpu):
@@ -78,11 +83,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   if unknown:
     parser.error(f'--sizes: unknown {unknown}; expected names from {list(side_by_side.SIZES)}')
   try:
+    if args.profile_dir:
+      common.check_output(args.profile_dir, directory=True, what='--profile_dir')
     if args.data:
       _data(args)
     elif args.levers:
       from vivit_jax.experiments.benchmarks import levers  # pylint: disable=g-import-not-at-top
-      rows = levers.run_levers(args.steps or 5, args.budget_s, log=(lambda *_: None) if args.json else print)
+      rows = levers.run_levers(args.steps or 5, args.budget_s, log=(lambda *_: None) if args.json else print,
+                               profile_dir=args.profile_dir)
       if args.json:
         print(json.dumps(rows, indent=2))
     elif args.cpu:
@@ -129,7 +137,8 @@ def _model(args, overrides) -> None:
     print(f'{why_not}: timing vivit_jax only', file=sys.stderr)
   result = model_benchmark.model_benchmark(config, args.batch_size, args.steps or 10,
                                            huggingface=not (args.no_hf or why_not),
-                                           compile_hf=args.compile_hf, forward=not args.train_only)
+                                           compile_hf=args.compile_hf, forward=not args.train_only,
+                                           profile_dir=args.profile_dir)
   print(json.dumps(result, indent=2) if args.json else model_benchmark.format_model_benchmark(result))
 
 

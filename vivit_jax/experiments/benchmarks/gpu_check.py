@@ -3,7 +3,7 @@ attention this machine picks (cuDNN flash attention on CUDA GPUs, padded to even
 XLA attention at the highest matmul precision, on the same random weights and clips. On CPU the bfloat16 run
 uses the CPU's chunked attention; the check still runs."""
 
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -14,9 +14,11 @@ from vivit_jax.config import defaults, load_config, validate_config
 from vivit_jax.models import attention, create_model
 
 
-def check_variant(kind: str, frames: int, crop: int, layers: int, batch: int = 2) -> Dict[str, Any]:
+def check_variant(kind: str, frames: int, crop: int, layers: int, batch: int = 2,
+                  overrides: Sequence[str] = ()) -> Dict[str, Any]:
   """{'variant', 'attention', 'logit_scale', 'max_abs_logit_diff', 'grad_cosine'} for a ViViT-B/16x2 of `kind`
-  with `layers` layers per encoder."""
+  with `layers` layers per encoder; `overrides` ('KEY=VALUE') apply to the bfloat16 model only (e.g.
+  'model.attention_padding=once' checks the masked path where 'auto' pads per layer)."""
   base = defaults.get_config()
   base.dataset_configs.num_frames, base.dataset_configs.crop_size = frames, crop
   base.dataset_configs.num_classes = 10
@@ -25,7 +27,7 @@ def check_variant(kind: str, frames: int, crop: int, layers: int, batch: int = 2
   base.model.temporal_transformer.num_layers = layers
   base.model.classifier = 'gap' if kind in VARIANTS[2:] else 'token'  # Models 3 and 4 have no class token.
   f32 = validate_config(base)
-  bf16 = load_config(f32, ['model_dtype_str=bfloat16'])
+  bf16 = load_config(f32, ['model_dtype_str=bfloat16', *overrides])
   video = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (batch, frames, crop, crop, 3)), jnp.float32)
   model32, model16 = create_model(load_config(f32, ['model.attention_implementation=xla'])), create_model(bf16)
   def init(clip):  # One compiled program (op by op, each parameter shape would compile its own).
@@ -46,7 +48,7 @@ def check_variant(kind: str, frames: int, crop: int, layers: int, batch: int = 2
   flat = lambda g: jnp.concatenate([x.ravel().astype(jnp.float32) for x in jax.tree_util.tree_leaves(g)])
   a, b = flat(grads32), flat(grads16)
   probe = jnp.zeros((1, 2, 2, 64), jnp.bfloat16)
-  return {'variant': kind, 'attention': attention.attention_backend(None, probe),
+  return {'variant': kind, 'attention': attention.attention_backend(bf16.model.attention_implementation, probe),
           'logit_scale': float(jnp.abs(logits32).max()),
           'max_abs_logit_diff': float(jnp.abs(logits32 - logits16).max()),
           'grad_cosine': float(jnp.dot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))}

@@ -10,6 +10,7 @@ supplies at least as many clips per second.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -23,28 +24,31 @@ M1 = 'configs/kinetics400/vivit_base_k400.py'
 M2 = 'configs/kinetics400/vivit_base_factorised_encoder.py'
 LATENCY_HIDING = '--xla_gpu_enable_latency_hiding_scheduler=true'
 
-# (name, config, overrides, extra XLA flags, batch size)
+TRITON_GEMM_OFF = '--xla_gpu_enable_triton_gemm=false'
+
+# (name, config, overrides, extra XLA flags, batch size): the defaults first, then each lever against them, in
+# the order of what they are expected to give, so that a short slot measures what matters most.
 PLAN: Tuple[Tuple[str, str, Tuple[str, ...], str, int], ...] = (
-    ('Model 1, three QKV matmuls (before)', M1, ('model.fused_qkv=False',), '', 8),
     ('Model 1, fused QKV (default)', M1, (), '', 8),
+    ('Model 2, fused QKV (default)', M2, (), '', 8),
     ('Model 1, cuDNN padding per layer (before)', M1, ('model.attention_padding=per_layer',), '', 8),
-    ('Model 1, + latency-hiding scheduler', M1, (), LATENCY_HIDING, 8),
+    ('Model 1, three QKV matmuls (before)', M1, ('model.fused_qkv=False',), '', 8),
     ('Model 1, batch 16', M1, (), '', 16),
+    ('Model 1, + latency-hiding scheduler', M1, (), LATENCY_HIDING, 8),
     ('Model 1, batch 16, remat dots_saveable', M1, ('model.remat=True', 'model.remat_policy=dots_saveable'), '', 16),
     ('Model 2, three QKV matmuls (before)', M2, ('model.fused_qkv=False',), '', 8),
-    ('Model 2, fused QKV (default)', M2, (), '', 8),
     ('Model 2, batch 16', M2, (), '', 16),
+    ('Model 1, cuBLAS for every matmul', M1, (), TRITON_GEMM_OFF, 8),
 )
 
 
 def _run_one(config: str, overrides: Sequence[str], xla_flags: str, batch_size: int, steps: int,
-             timeout_s: float, cache_dir: str) -> Dict[str, Any]:
+             timeout_s: float, cache_dir: str, extra_args: Sequence[str] = ()) -> Dict[str, Any]:
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache_dir)
   if xla_flags:
     env['XLA_FLAGS'] = f"{env.get('XLA_FLAGS', '')} {xla_flags}".strip()
-  command = [sys.executable, '-m', 'vivit_jax.cli.benchmark', '--model', f'--config={config}', '--no_hf',
-             '--json', '--train_only', f'--steps={steps}', f'--batch_size={batch_size}',
-             *[f'--config.{o}' for o in overrides]]
+  command = [sys.executable, '-m', 'vivit_jax.cli.benchmark', '--model', f'--config={config}', '--json',
+             f'--steps={steps}', f'--batch_size={batch_size}', *extra_args, *[f'--config.{o}' for o in overrides]]
   try:
     process = subprocess.run(command, cwd=side_by_side.repository_root(), env=env, capture_output=True, text=True,
                              timeout=timeout_s, check=False)
@@ -71,26 +75,42 @@ def _pipeline_row(best_train_clips_per_s: Optional[float]) -> Dict[str, Any]:
   return row
 
 
+def _row(name: str, batch_size: int, result: Dict[str, Any]) -> Dict[str, Any]:
+  row = {'name': name, 'batch_size': batch_size}
+  if 'error' in result:
+    return dict(row, error=result['error'])
+  ours = result['runs'][0]
+  row.update(train_clips_per_s=round(ours['train_clips_per_s'], 1), train_mfu=ours.get('train_mfu'),
+             peak_memory_gb=ours['peak_memory_gb'], device=ours['device'], attention=result['attention'])
+  if not math.isnan(ours['forward_s']):
+    row.update(forward_clips_per_s=round(ours['forward_clips_per_s'], 1), forward_mfu=ours.get('forward_mfu'))
+  if len(result['runs']) > 1:
+    row['transformers'] = {k: result['runs'][1].get(k) for k in (
+        'implementation', 'forward_clips_per_s', 'train_clips_per_s', 'forward_mfu', 'train_mfu', 'peak_memory_gb')}
+    row['transformers']['max_abs_logit_diff_f32'] = result.get('max_abs_logit_diff_vs_hf_f32')
+  return row
+
+
 def run_levers(steps: int = 5, budget_s: float = 540.0, per_run_timeout_s: float = 200.0,
-               cache_dir: Optional[str] = None, plan=PLAN, log=print) -> List[Dict[str, Any]]:
-  """One row per entry of `plan` (train clips/s, MFU, peak memory, or why not), then the pipeline's row."""
+               cache_dir: Optional[str] = None, plan=PLAN, log=print,
+               profile_dir: Optional[str] = None) -> List[Dict[str, Any]]:
+  """One row per entry of `plan` (train clips/s, MFU, peak memory, or why not), then the pipeline's row. With
+  `profile_dir`, the first row also traces its train step there (`vivit-benchmark --model --profile_dir`)."""
   cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), 'vivit_jax_compile_cache')
-  start, rows = time.monotonic(), []
+  start, rows, configs_seen = time.monotonic(), [], set()
   for name, config, overrides, flags, batch_size in plan:
     left = budget_s - (time.monotonic() - start)
     if left < 30:
       rows.append({'name': name, 'error': 'not run: out of the time budget'})
       continue
-    result = _run_one(config, overrides, flags, batch_size, steps, min(per_run_timeout_s, left), cache_dir)
-    row = {'name': name, 'batch_size': batch_size}
-    if 'error' in result:
-      row['error'] = result['error']
-    else:
-      run = result['runs'][0]
-      row.update(train_clips_per_s=round(run['train_clips_per_s'], 1), train_mfu=run.get('train_mfu'),
-                 peak_memory_gb=run['peak_memory_gb'], device=run['device'], attention=result['attention'])
-    rows.append(row)
-    log(format_row(row))
+    # A config's first row (its defaults) also times the forward pass and transformers' ViViT (Model 1 only);
+    # the lever rows time the train step alone.
+    extra = () if config not in configs_seen else ('--train_only', '--no_hf')
+    configs_seen.add(config)
+    extra += (f'--profile_dir={profile_dir}',) if profile_dir and not rows else ()
+    result = _run_one(config, overrides, flags, batch_size, steps, min(per_run_timeout_s, left), cache_dir, extra)
+    rows.append(_row(name, batch_size, result))
+    log(format_row(rows[-1]))
   best = max((r['train_clips_per_s'] for r in rows if r.get('train_clips_per_s') and r['name'].startswith(
       'Model 1')), default=None)
   rows.append(_pipeline_row(best))
@@ -106,6 +126,17 @@ def format_row(row: Dict[str, Any]) -> str:
     return (f"{row['name']:<44} {row['pipeline_clips_per_s']} clips/s on {row['cpu_count']} cores "
             f"({row['clips_per_s_per_core']} per core)" + (f', {ratio}x the fastest Model 1 train step' if ratio
                                                              else ''))
-  mfu = f", MFU {100 * row['train_mfu']:.1f}%" if row.get('train_mfu') else ''
-  return (f"{row['name']:<44} train {row['train_clips_per_s']} clips/s{mfu}, peak {row['peak_memory_gb']} GiB, "
-          f"attention {row['attention']}")
+  text = (f"{row['name']:<44} train {row['train_clips_per_s']} clips/s{_mfu(row, 'train')}, "
+          f"peak {row['peak_memory_gb']} GiB, attention {row['attention']}")
+  if 'forward_clips_per_s' in row:
+    text += f"; forward {row['forward_clips_per_s']} clips/s{_mfu(row, 'forward')}"
+  hf = row.get('transformers')
+  if hf:
+    text += (f"\n{'  ' + hf['implementation']:<44} train {hf['train_clips_per_s']:.1f} clips/s{_mfu(hf, 'train')}, "
+             f"peak {hf['peak_memory_gb']} GiB; forward {hf['forward_clips_per_s']:.1f} clips/s"
+             f"{_mfu(hf, 'forward')}; same weights in float32: max |logit diff| {hf['max_abs_logit_diff_f32']:.2g}")
+  return text
+
+
+def _mfu(run: Dict[str, Any], kind: str) -> str:
+  return f", MFU {100 * run[kind + '_mfu']:.1f}%" if run.get(kind + '_mfu') else ''

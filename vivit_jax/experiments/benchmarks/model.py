@@ -16,7 +16,9 @@ This module needs jax, flax, optax and ml_collections only (torch and transforme
 runs on accelerator machines without TensorFlow.
 """
 
+import gzip
 import math
+import os
 import statistics
 import time
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
@@ -129,6 +131,19 @@ class CompiledTrainStep:
     done already; a warm-up step takes what a first run costs out of the timing)."""
     return median_seconds(self.runner(), num_steps, warmup)
 
+  def profile(self, directory: str, num_steps: int = 2) -> None:
+    """Traces `num_steps` steps after a warm-up one with `jax.profiler` into `directory` (TensorBoard's
+    `plugins/profile/RUN/*.xplane.pb` and a Perfetto `perfetto_trace.json.gz`, each kernel with its HLO
+    fusion's name) and writes the compiled step's HLO beside it (`train_step.hlo.txt.gz`: fusion names to
+    the model's op names)."""
+    run = self.runner()
+    run()
+    with jax.profiler.trace(directory, create_perfetto_trace=True):
+      for _ in range(num_steps):
+        run()
+    with gzip.open(os.path.join(directory, 'train_step.hlo.txt.gz'), 'wt') as f:
+      f.write(self.compiled.as_text())
+
 
 def _schedule_length(config: ml_collections.ConfigDict) -> Tuple[int, int]:
   """(total steps, steps per epoch) of the schedule, from the declared training-set size (one batch when none
@@ -146,12 +161,6 @@ def at_batch(config: ml_collections.ConfigDict, batch_size: Optional[int]) -> ml
   return load_config(config, [f'batch_size={batch_size}', 'gradient_accumulation_steps=1'])
 
 
-def time_train_steps(config: ml_collections.ConfigDict, num_steps: int = 3,
-                     batch_size: Optional[int] = None) -> float:
-  """Median seconds of `num_steps` jitted train steps of `config` on a constant batch, after one warm-up step."""
-  return CompiledTrainStep(at_batch(config, batch_size)).seconds(num_steps)
-
-
 def _forward_seconds(config: ml_collections.ConfigDict, steps: int, warmup: int) -> float:
   model = create_model(config)
   inputs = jax.device_put(constant_batch(config, config.batch_size)['inputs'])
@@ -161,13 +170,16 @@ def _forward_seconds(config: ml_collections.ConfigDict, steps: int, warmup: int)
 
 
 def jax_benchmark(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 2,
-                  forward: bool = True) -> Dict[str, Any]:
+                  forward: bool = True, profile_dir: Optional[str] = None) -> Dict[str, Any]:
   """Our forward pass (unless not `forward`) and train step at `config.batch_size`: seconds, clips/s and peak
-  device memory."""
+  device memory; with `profile_dir`, a trace of two train steps after the timing (`CompiledTrainStep.profile`)."""
   batch_size = config.batch_size
   # The forward pass's params and inputs are freed before the train step.
   forward_s = _forward_seconds(config, steps, warmup) if forward else float('nan')
-  train_s = time_train_steps(config, steps)
+  train = CompiledTrainStep(config)
+  train_s = train.seconds(steps)
+  if profile_dir:
+    train.profile(profile_dir)
   return {'implementation': 'vivit_jax', 'backend': jax.default_backend(), 'device': jax.devices()[0].device_kind,
           'forward_s': forward_s, 'forward_clips_per_s': batch_size / forward_s,
           'train_step_s': train_s, 'train_clips_per_s': batch_size / train_s, 'peak_memory_gb': _peak_memory_gb()}
@@ -285,7 +297,8 @@ def _in_child(fn: Callable[..., Any], *args) -> Any:
 
 def model_benchmark(config: ml_collections.ConfigDict, batch_size: Optional[int] = None, steps: int = 10,
                     warmup: int = 2, overrides: Sequence[str] = (), huggingface: bool = True,
-                    compile_hf: bool = False, forward: bool = True) -> Dict[str, Any]:
+                    compile_hf: bool = False, forward: bool = True,
+                    profile_dir: Optional[str] = None) -> Dict[str, Any]:
   """Ours and (for Model 1 with a class token, when `huggingface`) transformers' ViViT on the same config.
 
   The transformers runs (the logit check and the timing) each run in a child process first, then ours here,
@@ -301,7 +314,7 @@ def model_benchmark(config: ml_collections.ConfigDict, batch_size: Optional[int]
           'tokens': complexity.token_counts(config), 'batch_size': config.batch_size,
           'dtype': config.model_dtype_str, 'attention': _attention_backend(config),
           'gflops_per_clip': complexity.summarize(config)['gflops'],
-          'runs': [jax_benchmark(config, steps, warmup, forward)] + hf_runs, **extra})
+          'runs': [jax_benchmark(config, steps, warmup, forward, profile_dir)] + hf_runs, **extra})
 
 
 DENSE_BF16_TFLOPS = {'H100': 989.4, 'H200': 989.4, 'H800': 989.4, 'A100': 312.0, 'A800': 312.0, 'L4': 121.0,
