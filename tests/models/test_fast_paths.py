@@ -12,7 +12,7 @@ import pytest
 from tests.models.test_layers import naive_attention
 from tests.tiny import tiny_config
 from vivit_jax.config import load_config
-from vivit_jax.models import attention, chunked_attention, create_model, embedding
+from vivit_jax.models import attention, blocks, chunked_attention, create_model, embedding
 
 VARIANTS = ('spacetime', 'factorized_encoder', 'factorized_self_attention_block',
             'factorized_dot_product_attention')
@@ -82,13 +82,22 @@ def test_fused_qkv_keeps_the_parameter_tree_and_its_initialisation():
 
 
 @pytest.mark.parametrize('window', [(2, 4, 4), (1, 8, 8), (4, 2, 2)])
-def test_the_cpus_tubelet_matmul_is_the_strided_convolution(window):
+def test_the_tubelet_matmul_is_the_strided_convolution_tpus_take(window, monkeypatch):
   video = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 16, 16, 3))
   kernel = jax.random.normal(jax.random.PRNGKey(1), window + (3, 5))
   conv = jax.lax.conv_general_dilated(video, kernel, window_strides=window, padding='VALID',
                                       dimension_numbers=('NTHWC', 'THWIO', 'NTHWC'))
   with jax.default_matmul_precision('highest'):
     np.testing.assert_allclose(embedding.tubelets(video, kernel), conv, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(jax, 'default_backend', lambda: 'tpu')
+    assert not jax.make_jaxpr(embedding.tubelets)(video, kernel).eqns[-1].primitive.name.startswith('dot')
+    np.testing.assert_allclose(embedding.tubelets(video, kernel), conv, rtol=1e-5, atol=1e-5)
+
+
+def test_query_key_and_value_are_one_matmul_on_the_cpu_and_three_elsewhere_unless_the_config_says(monkeypatch):
+  assert blocks.fuse_qkv(None) and blocks.fuse_qkv(True) and not blocks.fuse_qkv(False)
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert not blocks.fuse_qkv(None) and blocks.fuse_qkv(True)
 
 
 def test_the_cpu_picks_chunked_attention_and_a_config_can_force_xla():

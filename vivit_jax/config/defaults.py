@@ -129,7 +129,8 @@ def get_model_config():
   m.attention_config.spatial_only_baseline = False  # Model 2 without the temporal encoder (average pool).
   m.remat = False  # Rematerialise each encoder block in the backward pass (less memory, more compute).
   m.remat_policy = _placeholder(str)  # With remat: what each block keeps (a jax.checkpoint_policies name).
-  m.fused_qkv = True  # One matmul for query, key and value (same parameters and function; False: three).
+  m.fused_qkv = _placeholder(bool)  # One matmul for query, key and value (True) or three (False), same parameters
+  #                                   and function; None: one on the CPU, three on GPUs and TPUs.
   m.attention_implementation = _placeholder(str)  # None: picked per backend; 'xla', 'cudnn' or 'chunked'.
   m.attention_padding = 'auto'  # cuDNN's padding of tokens: 'auto', 'once' (per encoder) or 'per_layer'.
   return m

@@ -24,7 +24,7 @@ class ViViTBase(nn.Module):
   return_prelogits: bool = False
   remat: bool = False
   remat_policy: Optional[str] = None
-  fused_qkv: bool = True
+  fused_qkv: Optional[bool] = None  # None: one matmul on the CPU, three elsewhere (blocks.fuse_qkv).
   attention_implementation: Optional[str] = None
   attention_padding: str = 'auto'
   dtype: jnp.dtype = jnp.float32

@@ -2,9 +2,9 @@
 
 - `MultiHeadDotProductAttention`: flax's parameter layout (`query`/`key`/`value` kernels `[d, h, dh]`, `out`
   `[h, dh, d]`) over our attention kernels, for full, per-axis (Model 3) or head-factorised (Model 4) attention.
-  With `fused_qkv` (the default) the three projections are one matmul against the three kernels stacked at each
-  call (`[d, 3, h, dh]`): the input is read once and one larger matmul replaces three, forward and backward;
-  the parameters, their initialisation and the function are unchanged.
+  With `fused_qkv` (the default on the CPU: `fuse_qkv`) the three projections are one matmul against the three
+  kernels stacked at each call (`[d, 3, h, dh]`): the input is read once and one larger matmul replaces three,
+  forward and backward; the parameters, their initialisation and the function are unchanged.
 - `MlpBlock`: Dense_0 - GELU (tanh approximation) - Dropout - Dense_1 - Dropout.
 - `EncoderBlock` (Models 1, 2, 4) and `FactorisedSelfAttentionBlock` (Model 3): pre-LN residual blocks with
   stochastic depth rescaled by 1 / (1 - p) on every residual branch, one mask per example (per example and frame
@@ -52,14 +52,14 @@ class MultiHeadDotProductAttention(nn.Module):
   dropout_rate: float = 0.0
   kernel_init_method: str = 'xavier'
   implementation: Optional[str] = None
-  fused_qkv: bool = True
+  fused_qkv: Optional[bool] = None  # None: one matmul on the CPU, three elsewhere (blocks.fuse_qkv).
   valid_length: Optional[int] = None  # 'full' mode: tokens from here on are padding (attention.encoder_padding).
   dtype: jnp.dtype = jnp.float32
 
   def project(self, x: jnp.ndarray, kernel_init):
     """q, k, v `[..., h, dh]` of `x` `[..., d]`."""
     d = x.shape[-1]
-    if not self.fused_qkv:
+    if not fuse_qkv(self.fused_qkv):
       dense = lambda name: nn.DenseGeneral((self.num_heads, d // self.num_heads), kernel_init=kernel_init,
                                            dtype=self.dtype, param_dtype=jnp.float32, name=name)
       return dense('query')(x), dense('key')(x), dense('value')(x)
@@ -94,6 +94,14 @@ class MultiHeadDotProductAttention(nn.Module):
                            param_dtype=jnp.float32, name='out')(y)
 
 
+def fuse_qkv(fused_qkv: Optional[bool]) -> bool:
+  """Whether query, key and value are one matmul: `fused_qkv`, or where None, on the CPU only. On a GPU the
+  fused output is sliced into three contiguous arrays for cuDNN's attention (a copy of all three, forward, and a
+  concatenation backward): an H200 ran ViViT-B/16x2 Model 1's train step at 115.7 clips/s with three matmuls
+  and 113.4 with one (`vivit-benchmark --levers`)."""
+  return jax.default_backend() == 'cpu' if fused_qkv is None else fused_qkv
+
+
 class MlpBlock(nn.Module):
   """Dense - GELU - Dropout - Dense - Dropout, xavier-uniform kernels and normal(1e-6) biases."""
   mlp_dim: int
@@ -120,7 +128,7 @@ class _ResidualBlock(nn.Module):
   droplayer_p: float = 0.0
   temporal_dims: Optional[int] = None
   implementation: Optional[str] = None
-  fused_qkv: bool = True
+  fused_qkv: Optional[bool] = None  # None: one matmul on the CPU, three elsewhere (blocks.fuse_qkv).
   dtype: jnp.dtype = jnp.float32
 
   def residual(self, x, branch, deterministic: bool):

@@ -47,7 +47,7 @@ class Encoder(nn.Module):
   attention_kernel_init_method: str = 'xavier'
   remat: bool = False
   remat_policy: Optional[str] = None
-  fused_qkv: bool = True
+  fused_qkv: Optional[bool] = None  # None: one matmul on the CPU, three elsewhere (blocks.fuse_qkv).
   implementation: Optional[str] = None
   attention_padding: str = 'auto'
   dtype: jnp.dtype = jnp.float32
