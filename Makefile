@@ -7,17 +7,23 @@ PY := $(VENV)/bin/python
 # pytest-xdist workers; CI machines have 2 cores. An idle worker takes queued tests from a busy one (worksteal)
 # and the longest tests start first (tests/conftest.py). The 20 slowest tests are listed at the end of each run.
 TEST_WORKERS ?= 2
+# pip compiles the installed modules to bytecode one at a time; installing with --no-compile and compiling on
+# every core is 20 s shorter on 2 cores. Like pip, it skips modules this Python cannot compile (torch ships one
+# written for Python 3.12).
+COMPILE := $(PY) -c "import compileall, sysconfig; compileall.compile_dir(sysconfig.get_paths()['purelib'], quiet=2, workers=0)"
 
 .PHONY: demo test venv clean
 
 $(VENV)/.installed-run: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet --no-compile -e .
+	$(COMPILE)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed-run
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-compile -e '.[test]'
+	$(COMPILE)
 	touch $@
 
 venv: $(VENV)/.installed-run
