@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 from tests import paths
 from tests.tiny import tiny_config
@@ -82,6 +83,32 @@ def test_gpu_check_config_overrides_change_the_bfloat16_model_and_misspelt_keys_
   assert row['attention'] == 'xla' and row['grad_cosine'] > 0.999 and row['max_abs_logit_diff'] < 0.05
   assert script.main(argv + ['--config.model.attention_paddin=once']) != 0
   assert "did you mean 'model.attention_padding'" in capsys.readouterr().err
+
+
+def test_levers_leave_the_budget_s_last_seconds_to_the_gpu_check(monkeypatch):
+  from vivit_jax.experiments.benchmarks import levers  # pylint: disable=g-import-not-at-top
+  from vivit_jax.experiments.benchmarks import data  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(data, 'data_benchmark', lambda tmp, num_batches: {'tfdata_clips_per_s': 40.0, 'cpu_count': 2})
+  calls, clock = [], [0.0]
+  monkeypatch.setattr(levers, 'time', types.SimpleNamespace(monotonic=lambda: clock[0]))
+
+  def child(args, xla_flags, timeout_s, cache_dir):
+    del xla_flags, cache_dir
+    calls.append((args[1], timeout_s))
+    clock[0] += 25.0  # Each child takes 25 s.
+    if args[1] == 'vivit_jax.cli.gpu_check':
+      return [{'variant': 'spacetime', 'attention': 'cudnn', 'logit_scale': 0.8, 'max_abs_logit_diff': 0.012,
+               'grad_cosine': 0.99986}]
+    return {'attention': 'cudnn', 'runs': [{'train_clips_per_s': 100.0, 'forward_s': float('nan'),
+                                            'peak_memory_gb': 10.0, 'device': 'cpu'}]}
+  monkeypatch.setattr(levers, '_child', child)
+  lines = []
+  plan = (('Model 1, a', 'a.py', (), '', 8), ('Model 1, b', 'a.py', (), '', 8))
+  rows = levers.run_levers(steps=1, budget_s=150, plan=plan, log=lines.append, gpu_check_s=100)
+  # 50 s for the rows: the first leaves 25, too few for the second; the gpu check gets the remaining 125.
+  assert calls == [('vivit_jax.cli.benchmark', 50.0), ('vivit_jax.cli.gpu_check', 125.0)]
+  assert rows[1]['error'] == 'not run: out of the time budget'
+  assert rows[2]['name'] == 'bfloat16 vs float32, spacetime' and 'gradient cosine 0.99986' in lines[1]
 
 
 def test_a_lever_row_with_transformers_beside_it_prints_both():

@@ -18,7 +18,7 @@ USAGE = """Benchmarks that print numbers.
   vivit-benchmark --model --config=configs/kinetics400/vivit_base_k400.py [--batch_size=8] [--steps=10]
       [--no_hf] [--compile_hf] [--train_only] [--profile_dir=DIR] [--json] [--config.KEY=VALUE ...]
                                     # forward and train step: vivit_jax vs transformers' ViViT
-  vivit-benchmark --levers [--steps=5] [--budget_s=540] [--profile_dir=DIR] [--json]
+  vivit-benchmark --levers [--steps=5] [--budget_s=540] [--gpu_check_s=120] [--profile_dir=DIR] [--json]
                                     # on an accelerator: each speed lever's train clips/s, MFU and memory
   vivit-benchmark --model --cpu [--sizes=s_model1,s_model2,demo | --config=FILE] [--steps=5] [--no_hf] [--json]
                                     # on the CPU, interleaved: vivit_jax vs the flax reference and transformers
@@ -28,9 +28,12 @@ both sides, and both sides hold the same weights (checked in float32). Hugging F
 other variants, or without torch and transformers installed, only vivit_jax's row is printed. --data makes its
 videos and records on the spot (nothing is downloaded).
 
---levers runs ViViT-B/16x2 Models 1 and 2 with and without each lever (fused QKV, XLA's latency-hiding
-scheduler, batch 16, remat), each in its own process sharing one compilation cache, within --budget_s seconds,
-then times the input pipeline on 224-pixel JPEG records against the fastest train step (needs TensorFlow).
+--levers runs ViViT-B/16x2 Models 1 and 2 at their defaults (forward pass and train step, beside transformers),
+then with each lever (batch 16, remat, cuBLAS for every matmul, XLA's latency-hiding scheduler, one fused QKV
+matmul, cuDNN's padding per layer), each in its own process sharing one compilation cache, then vivit-gpu-check
+(bfloat16 against float32, every variant) in the last --gpu_check_s of --budget_s seconds for everything, then
+times the input pipeline on 224-pixel JPEG records against the fastest train step (needs TensorFlow).
+--profile_dir traces the first row's train step.
 
 --model --cpu computes in float32 on the CPU and times, in turn within each round, vivit_jax, a reference
 written from flax's own modules the way Scenic writes ViViT (same parameters, same train step) and, for Model 1,
@@ -46,6 +49,8 @@ def _parser():
   parser.add_argument('--model', action='store_true', help='the model and train step benchmark')
   parser.add_argument('--levers', action='store_true', help='each speed lever, on an accelerator')
   parser.add_argument('--budget_s', type=common.positive_int, default=540, help='--levers: seconds for all rows')
+  parser.add_argument('--gpu_check_s', type=common.non_negative_int, default=120,
+                      help="--levers: the budget's last seconds, for vivit-gpu-check (0: none)")
   parser.add_argument('--train_only', action='store_true', help='--model: time the train step only')
   parser.add_argument('--work_dir', default=None, help='--data: where to make the videos and records (default: '
                       'a temporary directory)')
@@ -90,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     elif args.levers:
       from vivit_jax.experiments.benchmarks import levers  # pylint: disable=g-import-not-at-top
       rows = levers.run_levers(args.steps or 5, args.budget_s, log=(lambda *_: None) if args.json else print,
-                               profile_dir=args.profile_dir)
+                               profile_dir=args.profile_dir, gpu_check_s=args.gpu_check_s)
       if args.json:
         print(json.dumps(rows, indent=2))
     elif args.cpu:

@@ -36,22 +36,30 @@ def check_variant(kind: str, frames: int, crop: int, layers: int, batch: int = 2
   params = jax.jit(init)(video[:1])
   labels = jax.nn.one_hot(jnp.arange(batch) % 10, 10)
 
-  def loss(model):
-    return lambda p: -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(model.apply({'params': p}, video, train=False)
-                                                                    .astype(jnp.float32)), -1))
+  def logits_and_grads(model):  # One compiled program for both (the check's time is mostly compiling).
+    def loss(p):
+      logits = model.apply({'params': p}, video, train=False).astype(jnp.float32)
+      return -jnp.mean(jnp.sum(labels * jax.nn.log_softmax(logits), -1)), logits
+    grads, logits = jax.jit(jax.grad(loss, has_aux=True))(params)
+    return logits, grads
 
   with jax.default_matmul_precision('highest'):
-    logits32 = jax.jit(lambda p: model32.apply({'params': p}, video, train=False))(params)
-    grads32 = jax.jit(jax.grad(loss(model32)))(params)
-  logits16 = jax.jit(lambda p: model16.apply({'params': p}, video, train=False))(params).astype(jnp.float32)
-  grads16 = jax.jit(jax.grad(loss(model16)))(params)
-  flat = lambda g: jnp.concatenate([x.ravel().astype(jnp.float32) for x in jax.tree_util.tree_leaves(g)])
-  a, b = flat(grads32), flat(grads16)
+    logits32, grads32 = logits_and_grads(model32)
+  logits16, grads16 = logits_and_grads(model16)
   probe = jnp.zeros((1, 2, 2, 64), jnp.bfloat16)
   return {'variant': kind, 'attention': attention.attention_backend(bf16.model.attention_implementation, probe),
-          'logit_scale': float(jnp.abs(logits32).max()),
-          'max_abs_logit_diff': float(jnp.abs(logits32 - logits16).max()),
-          'grad_cosine': float(jnp.dot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))}
+          **{k: float(v) for k, v in _compare(logits32, grads32, logits16, grads16).items()}}
+
+
+@jax.jit
+def _compare(logits32, grads32, logits16, grads16) -> Dict[str, Any]:
+  """The logits' scale, their max |difference| and the gradients' cosine similarity (one compiled program: op by
+  op, each parameter shape would compile its own)."""
+  total = lambda f: sum(jax.tree_util.tree_leaves(jax.tree_util.tree_map(f, grads32, grads16)))
+  dot = lambda x, y: jnp.vdot(x.astype(jnp.float32), y.astype(jnp.float32))
+  cosine = total(dot) / jnp.sqrt(total(lambda x, _: dot(x, x)) * total(lambda _, y: dot(y, y)))
+  return {'logit_scale': jnp.abs(logits32).max(), 'max_abs_logit_diff': jnp.abs(logits32 - logits16).max(),
+          'grad_cosine': cosine}
 
 
 def format_row(r: Dict[str, Any]) -> str:

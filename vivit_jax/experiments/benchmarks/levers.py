@@ -26,38 +26,55 @@ M2 = 'configs/kinetics400/vivit_base_factorised_encoder.py'
 LATENCY_HIDING = '--xla_gpu_enable_latency_hiding_scheduler=true'
 TRITON_GEMM_OFF = '--xla_gpu_enable_triton_gemm=false'
 
-# (name, config, overrides, extra XLA flags, batch size): the defaults first, then each lever against them, in
-# the order of what they are expected to give, so that a short slot measures what matters most.
+# (name, config, overrides, extra XLA flags, batch size): the defaults first, then the levers no GPU has measured
+# yet (an H200 ran out of its slot before them), then those it has (README: fused QKV, padding per layer, batch 16).
 PLAN: Tuple[Tuple[str, str, Tuple[str, ...], str, int], ...] = (
     ('Model 1 (defaults)', M1, (), '', 8),
     ('Model 2 (defaults)', M2, (), '', 8),
-    ('Model 1, cuDNN padding per layer', M1, ('model.attention_padding=per_layer',), '', 8),
-    ('Model 1, one fused QKV matmul', M1, ('model.fused_qkv=True',), '', 8),
     ('Model 1, batch 16', M1, (), '', 16),
     ('Model 1, batch 16, remat dots_saveable', M1, ('model.remat=True', 'model.remat_policy=dots_saveable'), '', 16),
+    ('Model 1, cuBLAS for every matmul', M1, (), TRITON_GEMM_OFF, 8),
+    ('Model 1, + latency-hiding scheduler', M1, (), LATENCY_HIDING, 8),
+    ('Model 1, one fused QKV matmul', M1, ('model.fused_qkv=True',), '', 8),
+    ('Model 1, cuDNN padding per layer', M1, ('model.attention_padding=per_layer',), '', 8),
     ('Model 2, batch 16', M2, (), '', 16),
     ('Model 2, one fused QKV matmul', M2, ('model.fused_qkv=True',), '', 8),
-    ('Model 1, + latency-hiding scheduler', M1, (), LATENCY_HIDING, 8),
-    ('Model 1, cuBLAS for every matmul', M1, (), TRITON_GEMM_OFF, 8),
 )
 
 
-def _run_one(config: str, overrides: Sequence[str], xla_flags: str, batch_size: int, steps: int,
-             timeout_s: float, cache_dir: str, extra_args: Sequence[str] = ()) -> Dict[str, Any]:
+def _child(args: Sequence[str], xla_flags: str, timeout_s: float, cache_dir: str) -> Any:
+  """The JSON that `python args` prints, in a process of its own with the shared compilation cache and
+  `xla_flags`; {'error': why} when it fails or runs out of time."""
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache_dir)
   if xla_flags:
     env['XLA_FLAGS'] = f"{env.get('XLA_FLAGS', '')} {xla_flags}".strip()
-  command = [sys.executable, '-m', 'vivit_jax.cli.benchmark', '--model', f'--config={config}', '--json',
-             f'--steps={steps}', f'--batch_size={batch_size}', *extra_args, *[f'--config.{o}' for o in overrides]]
   try:
-    process = subprocess.run(command, cwd=side_by_side.repository_root(), env=env, capture_output=True, text=True,
-                             timeout=timeout_s, check=False)
+    process = subprocess.run([sys.executable, *args], cwd=side_by_side.repository_root(), env=env,
+                             capture_output=True, text=True, timeout=timeout_s, check=False)
   except subprocess.TimeoutExpired:
     return {'error': f'took longer than {timeout_s:.0f} s'}
   if process.returncode:
     lines = (process.stderr or process.stdout).strip().splitlines()
     return {'error': lines[-1] if lines else f'exit status {process.returncode}'}
   return json.loads(process.stdout)
+
+
+def _run_one(config: str, overrides: Sequence[str], xla_flags: str, batch_size: int, steps: int,
+             timeout_s: float, cache_dir: str, extra_args: Sequence[str] = ()) -> Dict[str, Any]:
+  return _child(['-m', 'vivit_jax.cli.benchmark', '--model', f'--config={config}', '--json', f'--steps={steps}',
+                 f'--batch_size={batch_size}', *extra_args, *[f'--config.{o}' for o in overrides]],
+                xla_flags, timeout_s, cache_dir)
+
+
+def _gpu_check_rows(timeout_s: float, cache_dir: str) -> List[Dict[str, Any]]:
+  """`vivit-gpu-check`'s rows (bfloat16 on this machine's attention against float32, every variant)."""
+  name = 'bfloat16 vs float32 (vivit-gpu-check)'
+  if timeout_s < 30:
+    return [{'name': name, 'error': 'not run: out of the time budget'}]
+  result = _child(['-m', 'vivit_jax.cli.gpu_check', '--json'], '', timeout_s, cache_dir)
+  if isinstance(result, dict):
+    return [dict(result, name=name)]
+  return [dict(r, name=f"bfloat16 vs float32, {r['variant']}") for r in result]
 
 
 def _pipeline_row(best_train_clips_per_s: Optional[float]) -> Dict[str, Any]:
@@ -93,13 +110,14 @@ def _row(name: str, batch_size: int, result: Dict[str, Any]) -> Dict[str, Any]:
 
 def run_levers(steps: int = 5, budget_s: float = 540.0, per_run_timeout_s: float = 200.0,
                cache_dir: Optional[str] = None, plan=PLAN, log=print,
-               profile_dir: Optional[str] = None) -> List[Dict[str, Any]]:
-  """One row per entry of `plan` (train clips/s, MFU, peak memory, or why not), then the pipeline's row. With
+               profile_dir: Optional[str] = None, gpu_check_s: float = 0.0) -> List[Dict[str, Any]]:
+  """One row per entry of `plan` (train clips/s, MFU, peak memory, or why not), then with `gpu_check_s` the last
+  seconds of the budget (at least that many) for `vivit-gpu-check`'s rows, then the pipeline's row. With
   `profile_dir`, the first row also traces its train step there (`vivit-benchmark --model --profile_dir`)."""
   cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), 'vivit_jax_compile_cache')
   start, rows, configs_seen = time.monotonic(), [], set()
   for name, config, overrides, flags, batch_size in plan:
-    left = budget_s - (time.monotonic() - start)
+    left = budget_s - gpu_check_s - (time.monotonic() - start)
     if left < 30:
       rows.append({'name': name, 'error': 'not run: out of the time budget'})
       continue
@@ -111,6 +129,10 @@ def run_levers(steps: int = 5, budget_s: float = 540.0, per_run_timeout_s: float
     result = _run_one(config, overrides, flags, batch_size, steps, min(per_run_timeout_s, left), cache_dir, extra)
     rows.append(_row(name, batch_size, result))
     log(format_row(rows[-1]))
+  if gpu_check_s:
+    for row in _gpu_check_rows(budget_s - (time.monotonic() - start), cache_dir):
+      rows.append(row)
+      log(format_row(row))
   best = max((r['train_clips_per_s'] for r in rows if r.get('train_clips_per_s') and r['name'].startswith(
       'Model 1')), default=None)
   rows.append(_pipeline_row(best))
@@ -121,6 +143,9 @@ def run_levers(steps: int = 5, budget_s: float = 540.0, per_run_timeout_s: float
 def format_row(row: Dict[str, Any]) -> str:
   if 'error' in row:
     return f"{row['name']:<44} {row['error']}"
+  if 'grad_cosine' in row:
+    return (f"{row['name']:<44} attention {row['attention']}, |logits| <= {row['logit_scale']:.3g}, "
+            f"max |diff| {row['max_abs_logit_diff']:.3g}, gradient cosine {row['grad_cosine']:.5f}")
   if 'pipeline_clips_per_s' in row:
     ratio = row.get('pipeline_over_train_step')
     return (f"{row['name']:<44} {row['pipeline_clips_per_s']} clips/s on {row['cpu_count']} cores "
