@@ -43,16 +43,25 @@ def _make_dry_run(target, tmp_path):
 def test_make_demo_installs_the_package_without_the_test_extra_and_runs_the_console_script(tmp_path):
   lines = _make_dry_run('demo', tmp_path)
   installs = [line for line in lines if 'pip install' in line and 'upgrade pip' not in line]
-  assert installs == ['.venv/bin/python -m pip install --quiet -e .']
+  assert installs == ['.venv/bin/python -m pip install --quiet --no-compile -e .']
+  _compiled_after_each_install(lines)
   assert lines[-1].endswith('.venv/bin/vivit-train --config=configs/synthetic.py --workdir=runs/demo')
 
 
 def test_make_test_adds_the_test_extra(tmp_path):
   lines = _make_dry_run('test', tmp_path)
   installs = [line for line in lines if 'pip install' in line and 'upgrade pip' not in line]
-  assert installs == ['.venv/bin/python -m pip install --quiet -e .',
-                      ".venv/bin/python -m pip install --quiet -e '.[test]'"]
+  assert installs == ['.venv/bin/python -m pip install --quiet --no-compile -e .',
+                      ".venv/bin/python -m pip install --quiet --no-compile -e '.[test]'"]
+  _compiled_after_each_install(lines)
   assert lines[-1].startswith('.venv/bin/python -m pytest')
+
+
+def _compiled_after_each_install(lines):
+  """pip installs without compiling to bytecode; the next command compiles the environment on every core."""
+  for i, line in enumerate(lines):
+    if 'pip install' in line and 'upgrade pip' not in line:
+      assert 'compileall.compile_dir' in lines[i + 1] and 'workers=0' in lines[i + 1], lines[i + 1]
 
 
 def test_running_needs_no_test_only_package_and_the_extras_hold_them():
