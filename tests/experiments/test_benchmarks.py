@@ -96,6 +96,8 @@ def test_levers_leave_the_budget_s_last_seconds_to_the_gpu_check(monkeypatch):
     del xla_flags, cache_dir
     calls.append((args[1], timeout_s))
     clock[0] += 25.0  # Each child takes 25 s.
+    if args[1] == 'vivit_jax.cli.gpu_check':  # The masked path that 'auto' takes at 224 pixels.
+      assert '--config.model.attention_padding=once' in args
     if args[1] == 'vivit_jax.cli.gpu_check':
       return [{'variant': 'spacetime', 'attention': 'cudnn', 'logit_scale': 0.8, 'max_abs_logit_diff': 0.012,
                'grad_cosine': 0.99986}]
