@@ -206,6 +206,9 @@ def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budg
   assert glob.glob(str(tmp_path / 'prof' / 'plugins' / 'profile' / '*' / 'perfetto_trace.json.gz'))
   with gzip.open(tmp_path / 'prof' / 'train_step.hlo.txt.gz', 'rt') as f:
     assert 'ENTRY' in f.read()
+  with open(tmp_path / 'prof' / 'profile_summary.json') as f:  # Where the step's operator time went.
+    assert json.load(f)['groups'] == [list(g) for g in rows[0]['profile']['groups']]
+  assert dict((g, ms) for g, ms, _ in rows[0]['profile']['groups'])['matmul'] > 0 and 'profile, ' in lines[0]
   assert 'no_such_key' in rows[1]['error']
   assert rows[2]['train_clips_per_s'] > 0
   assert rows[3]['pipeline_clips_per_s'] == 40.0 and rows[3]['clips_per_s_per_core'] == 20.0

@@ -19,6 +19,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from vivit_jax.experiments.benchmarks import profile
 from vivit_jax.experiments.benchmarks import side_by_side
 
 M1 = 'configs/kinetics400/vivit_base_k400.py'
@@ -102,6 +103,8 @@ def _row(name: str, batch_size: int, result: Dict[str, Any]) -> Dict[str, Any]:
   ours = result['runs'][0]
   row.update(train_clips_per_s=round(ours['train_clips_per_s'], 1), train_mfu=ours.get('train_mfu'),
              peak_memory_gb=ours['peak_memory_gb'], device=ours['device'], attention=result['attention'])
+  if 'profile' in ours:
+    row['profile'] = ours['profile']
   if not math.isnan(ours['forward_s']):
     row.update(forward_clips_per_s=round(ours['forward_clips_per_s'], 1), forward_mfu=ours.get('forward_mfu'))
   if len(result['runs']) > 1:
@@ -158,6 +161,8 @@ def format_row(row: Dict[str, Any]) -> str:
           f"peak {row['peak_memory_gb']} GiB, attention {row['attention']}")
   if 'forward_clips_per_s' in row:
     text += f"; forward {row['forward_clips_per_s']} clips/s{_mfu(row, 'forward')}"
+  if 'profile' in row:
+    text += '\n  ' + profile.format_summary(row['profile'])
   hf = row.get('transformers')
   if hf:
     text += (f"\n{'  ' + hf['implementation']:<44} train {hf['train_clips_per_s']:.1f} clips/s{_mfu(hf, 'train')}, "

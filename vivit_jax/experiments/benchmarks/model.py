@@ -17,6 +17,7 @@ runs on accelerator machines without TensorFlow.
 """
 
 import gzip
+import json
 import math
 import os
 import statistics
@@ -31,6 +32,7 @@ import numpy as np
 from vivit_jax import sharding
 from vivit_jax.config import load_config
 from vivit_jax.config.numbers import schedule_steps_per_epoch
+from vivit_jax.experiments.benchmarks import profile as profile_lib
 from vivit_jax.models import complexity, create_model
 from vivit_jax.models.shapes import input_shape
 from vivit_jax.train import optim
@@ -131,18 +133,23 @@ class CompiledTrainStep:
     done already; a warm-up step takes what a first run costs out of the timing)."""
     return median_seconds(self.runner(), num_steps, warmup)
 
-  def profile(self, directory: str, num_steps: int = 2) -> None:
+  def profile(self, directory: str, num_steps: int = 2) -> Dict[str, Any]:
     """Traces `num_steps` steps after a warm-up one with `jax.profiler` into `directory` (TensorBoard's
-    `plugins/profile/RUN/*.xplane.pb` and a Perfetto `perfetto_trace.json.gz`, each kernel with its HLO
-    fusion's name) and writes the compiled step's HLO beside it (`train_step.hlo.txt.gz`: fusion names to
-    the model's op names)."""
+    `plugins/profile/RUN/`, with a Perfetto `perfetto_trace.json.gz`), writes the compiled step's HLO beside it
+    (`train_step.hlo.txt.gz`: fusion names to the model's op names) and returns where the time went
+    (`profile.summarize`, also in `profile_summary.json`)."""
     run = self.runner()
     run()
     with jax.profiler.trace(directory, create_perfetto_trace=True):
       for _ in range(num_steps):
         run()
+    hlo = self.compiled.as_text()
     with gzip.open(os.path.join(directory, 'train_step.hlo.txt.gz'), 'wt') as f:
-      f.write(self.compiled.as_text())
+      f.write(hlo)
+    summary = profile_lib.summarize(directory, hlo, num_steps)
+    with open(os.path.join(directory, 'profile_summary.json'), 'w') as f:
+      json.dump(summary, f, indent=2)
+    return summary
 
 
 def _schedule_length(config: ml_collections.ConfigDict) -> Tuple[int, int]:
@@ -178,11 +185,11 @@ def jax_benchmark(config: ml_collections.ConfigDict, steps: int = 10, warmup: in
   forward_s = _forward_seconds(config, steps, warmup) if forward else float('nan')
   train = CompiledTrainStep(config)
   train_s = train.seconds(steps)
-  if profile_dir:
-    train.profile(profile_dir)
+  profile = train.profile(profile_dir) if profile_dir else None
   return {'implementation': 'vivit_jax', 'backend': jax.default_backend(), 'device': jax.devices()[0].device_kind,
           'forward_s': forward_s, 'forward_clips_per_s': batch_size / forward_s,
-          'train_step_s': train_s, 'train_clips_per_s': batch_size / train_s, 'peak_memory_gb': _peak_memory_gb()}
+          'train_step_s': train_s, 'train_clips_per_s': batch_size / train_s, 'peak_memory_gb': _peak_memory_gb(),
+          **({'profile': profile} if profile else {})}
 
 
 def hf_runners(config: ml_collections.ConfigDict, compile_model: bool = False) -> Tuple[Callable, Callable, str]:
@@ -372,4 +379,6 @@ def format_model_benchmark(result: Dict[str, Any]) -> str:
   if any('train_mfu' in run for run in result['runs']):
     lines.append('MFU: 2 x the multiply-adds per clip (train step: 3 x forward) against the dense bfloat16 peak of '
                  f"{dense_bf16_tflops(result['runs'][0]['device'])} TFLOP/s")
+  if 'profile' in result['runs'][0]:
+    lines.append(profile_lib.format_summary(result['runs'][0]['profile']))
   return '\n'.join(lines)
