@@ -78,7 +78,8 @@ def test_gpu_check_config_overrides_change_the_bfloat16_model_and_misspelt_keys_
   spec.loader.exec_module(script)
   argv = ['--frames=4', '--crop=32', '--layers=1', '--variants=spacetime', '--json']
   # The masked path (one padding for all layers) needs attention that masks: XLA's on the CPU.
-  assert script.main(argv + ['--config.model.attention_padding=once', '--config.model.attention_implementation=xla']) == 0
+  masked = ['--config.model.attention_padding=once', '--config.model.attention_implementation=xla']
+  assert script.main(argv + masked) == 0
   row, = json.loads(capsys.readouterr().out)
   assert row['attention'] == 'xla' and row['grad_cosine'] > 0.999 and row['max_abs_logit_diff'] < 0.05
   assert script.main(argv + ['--config.model.attention_paddin=once']) != 0

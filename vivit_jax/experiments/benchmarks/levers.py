@@ -5,9 +5,10 @@ Each row is one child process (`vivit-benchmark --model --json`), so XLA flags c
 run has the device to itself; all of them share one persistent compilation cache (and with it XLA's per-fusion
 autotuning results), so a rerun skips the compilations. On an H200 a row took about 60 s, most of it compiling;
 a config's first row, which also times the forward pass and transformers' ViViT, about twice that. Rows that
-would not start before the time budget runs out are listed as not run. The last row times the input pipeline (tf.data over 224-pixel JPEG DMVR
-records made on the spot) and compares it with the fastest train step measured: the pipeline keeps up when it
-supplies at least as many clips per second.
+would not start before the time budget runs out are listed as not run. The budget's last seconds go to
+`vivit-gpu-check` (bfloat16 against float32, every variant). The last row times the input pipeline (tf.data over
+224-pixel JPEG DMVR records made on the spot) and compares it with the fastest train step measured: the pipeline
+keeps up when it supplies at least as many clips per second.
 """
 
 import json
