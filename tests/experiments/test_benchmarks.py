@@ -111,7 +111,7 @@ def test_levers_leave_the_budget_s_last_seconds_to_the_gpu_check(monkeypatch):
   # 50 s for the rows: the first leaves 25, too few for the second; the gpu check gets the remaining 125.
   assert calls == [('vivit_jax.cli.benchmark', 50.0), ('vivit_jax.cli.gpu_check', 125.0)]
   assert rows[1]['error'] == 'not run: out of the time budget'
-  assert rows[2]['name'] == 'bfloat16 vs float32, spacetime' and 'gradient cosine 0.99986' in lines[1]
+  assert rows[2]['name'] == 'bfloat16 vs float32, spacetime' and 'grad cosine 0.99986' in lines[1]
 
 
 def test_a_lever_row_with_transformers_beside_it_prints_both():

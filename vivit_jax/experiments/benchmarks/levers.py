@@ -20,6 +20,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from vivit_jax.experiments.benchmarks import gpu_check
 from vivit_jax.experiments.benchmarks import profile
 from vivit_jax.experiments.benchmarks import side_by_side
 
@@ -151,8 +152,7 @@ def format_row(row: Dict[str, Any]) -> str:
   if 'error' in row:
     return f"{row['name']:<44} {row['error']}"
   if 'grad_cosine' in row:
-    return (f"{row['name']:<44} attention {row['attention']}, |logits| <= {row['logit_scale']:.3g}, "
-            f"max |diff| {row['max_abs_logit_diff']:.3g}, gradient cosine {row['grad_cosine']:.5f}")
+    return f"{'bfloat16 vs float32,':<21}" + gpu_check.format_row(row)
   if 'pipeline_clips_per_s' in row:
     ratio = row.get('pipeline_over_train_step')
     return (f"{row['name']:<44} {row['pipeline_clips_per_s']} clips/s on {row['cpu_count']} cores "
