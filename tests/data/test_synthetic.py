@@ -98,3 +98,52 @@ def test_a_plain_background_is_one_dark_colour_under_bright_squares():
   assert np.all(background == background[0]) and background.max() < 64
   with pytest.raises(ValueError, match="'texture' or 'plain'"):
     source(background='noise')
+
+
+
+def _one_at_a_time(s, split, index):
+  """Example `index` drawn and painted on its own, square by square: the plain reading of SyntheticMotion's
+  definition (its own generator, seeded by (seed, split, index), draws the background cells, the start corners
+  and the colours, in that order), against which the batched painter is checked."""
+  rng = np.random.default_rng([s.seed, {'train': 0, 'validation': 1, 'test': 2}[split], index])
+  texture = s.background == 'texture'
+  cell = 4 if texture else max(s.height, s.width)
+  coarse = rng.integers(*((40, 120) if texture else (0, 64)), size=(-(-s.height // cell), -(-s.width // cell), 3),
+                        dtype=np.uint8)
+  frame = np.repeat(np.repeat(coarse, cell, axis=0), cell, axis=1)[:s.height, :s.width]
+  velocity = np.asarray(s.velocity(s.label(index)))
+  size = np.array([s.height, s.width], np.float64)
+  if s.wrap:
+    low, high = np.zeros(2), size
+  else:
+    travel = velocity * (s.num_frames - 1)
+    low, high = np.maximum(0.0, -travel), size - s.object_size - np.maximum(0.0, travel)
+  start = rng.uniform(low, high, size=(s.num_objects, 2))
+  colours = rng.integers(0 if texture else 160, 256, size=(s.num_objects, 3), dtype=np.uint8)
+  video = np.repeat(frame[None], s.num_frames, axis=0)
+  positions = np.empty((s.num_frames, s.num_objects, 2))
+  for t in range(s.num_frames):
+    for k in range(s.num_objects):
+      positions[t, k] = start[k] + t * velocity
+      y, x = (int(v) for v in np.round(positions[t, k]))
+      for dy in range(s.object_size):
+        for dx in range(s.object_size):
+          video[t, (y + dy) % s.height, (x + dx) % s.width] = colours[k]
+  return video, positions
+
+
+@pytest.mark.parametrize('kwargs', [{}, {'num_objects': 5, 'object_size': 7, 'num_classes': 16, 'seed': 3},
+                                    {'num_objects': 1, 'object_size': 8, 'speed': 2.0, 'wrap': False,
+                                     'background': 'plain', 'num_classes': 8}])
+def test_a_batch_is_its_examples_painted_one_at_a_time_whatever_the_order_or_company(kwargs):
+  s = source(**kwargs)
+  indices = [5, 0, 17, 5, 3, 1234]
+  batch = s.batch('validation', indices, with_positions=True)
+  for row, index in enumerate(indices):
+    video, positions = _one_at_a_time(s, 'validation', index)
+    np.testing.assert_array_equal(batch['video'][row], video)
+    np.testing.assert_allclose(batch['positions'][row], positions, rtol=0, atol=1e-12)
+    assert batch['label'][row] == s.label(index)
+    np.testing.assert_array_equal(s.example('validation', index)['video'], video)
+  empty = s.batch('train', [])
+  assert empty['video'].shape == (0, *batch['video'].shape[1:]) and empty['label'].shape == (0,)

@@ -62,12 +62,52 @@ class SyntheticMotion:
 
   def example(self, split: str, index: int) -> Dict[str, np.ndarray]:
     """{'video': uint8 [T, H, W, 3], 'label': int, 'positions': float [T, objects, 2] top-left corners}."""
+    one = self.batch(split, [index], with_positions=True)
+    return {'video': one['video'][0], 'label': int(one['label'][0]), 'positions': one['positions'][0]}
+
+  def batch(self, split: str, indices, with_positions: bool = False) -> Dict[str, np.ndarray]:
+    """Stacked examples: {'video': uint8 [B, T, H, W, 3], 'label': int32 [B]}, and 'positions' float
+    [B, T, objects, 2] if asked for.
+
+    Each example draws from its own generator (seeded by (seed, split, index)); the frames of the whole batch
+    are then painted at once, which is what makes generation cheap next to a CPU training step.
+    """
     if split not in SPLITS:
       raise ValueError(f'unknown split {split!r}; expected one of {list(SPLITS)}')
+    indices = [int(i) for i in indices]
+    if not indices:  # The shapes and dtypes of a batch, with no rows.
+      return {k: v[:0] for k, v in self.batch(split, [0], with_positions).items()}
+    labels = np.asarray([self.label(i) for i in indices], np.int32)
+    velocity = np.asarray([self.velocity(c) for c in range(self.num_classes)])[labels]  # [B, 2]
+    coarse, start, colours = zip(*(self._draw(split, i, v) for i, v in zip(indices, velocity)))
+    cell = self._cell()
+    backgrounds = np.repeat(np.repeat(np.stack(coarse), cell, axis=1), cell, axis=2)[:, :self.height, :self.width]
+    video = np.repeat(backgrounds[:, None], self.num_frames, axis=1)  # [B, T, H, W, 3]
+    steps = np.arange(self.num_frames, dtype=np.float64)[:, None, None]
+    positions = np.stack(start)[:, None] + steps * velocity[:, None, None]  # [B, T, objects, 2]
+    corners = np.round(positions).astype(np.int64) % (self.height, self.width)
+    offsets = np.arange(self.object_size)
+    ys = (corners[..., 0, None] + offsets) % self.height  # [B, T, objects, size]: the rows each square covers.
+    xs = (corners[..., 1, None] + offsets) % self.width
+    b, t = np.arange(len(labels))[:, None, None, None], np.arange(self.num_frames)[None, :, None, None]
+    colours = np.stack(colours)  # [B, objects, 3]
+    for k in range(self.num_objects):  # Later squares cover earlier ones.
+      video[b, t, ys[:, :, k, :, None], xs[:, :, k, None, :]] = colours[:, None, None, None, k]
+    out = {'video': video, 'label': labels}
+    if with_positions:
+      out['positions'] = positions
+    return out
+
+  def _cell(self) -> int:
+    """Side of the background's texture cells (the whole frame for a plain background)."""
+    return 4 if self.background == 'texture' else max(self.height, self.width)
+
+  def _draw(self, split: str, index: int, velocity: np.ndarray):
+    """Example `index`'s random draws, in a fixed order: the coarse background, the squares' start corners and
+    their colours."""
     rng = np.random.default_rng([self.seed, SPLITS[split], index])
-    label = self.label(index)
-    video = np.repeat(self._background(rng)[None], self.num_frames, axis=0)
-    velocity = np.asarray(self.velocity(label))
+    cell, (low, high) = self._cell(), ((40, 120) if self.background == 'texture' else (0, 64))
+    coarse = rng.integers(low, high, size=(-(-self.height // cell), -(-self.width // cell), 3), dtype=np.uint8)
     if self.wrap:
       low, high = np.zeros(2), np.array([self.height, self.width], np.float64)
     else:  # Every start whose trajectory stays inside: the reversed class covers the same sets of positions.
@@ -77,41 +117,27 @@ class SyntheticMotion:
     start = rng.uniform(low, high, size=(self.num_objects, 2))
     colours = rng.integers(0 if self.background == 'texture' else 160, 256, size=(self.num_objects, 3),
                            dtype=np.uint8)
-    steps = np.arange(self.num_frames, dtype=np.float64)[:, None, None]
-    positions = start[None] + steps * velocity[None, None]
-    corners = np.round(positions).astype(np.int64) % (self.height, self.width)
-    ys, xs = np.arange(self.height), np.arange(self.width)
-    for k in range(self.num_objects):
-      rows = (ys[None, :] - corners[:, k, 0:1]) % self.height < self.object_size  # [T, H]
-      cols = (xs[None, :] - corners[:, k, 1:2]) % self.width < self.object_size  # [T, W]
-      video[rows[:, :, None] & cols[:, None, :]] = colours[k]
-    return {'video': video, 'label': label, 'positions': positions}
-
-  def _background(self, rng: np.random.Generator) -> np.ndarray:
-    """A smooth random texture (coarse noise upsampled by pixel repetition) in muted colours, or a plain dark
-    colour."""
-    cell, (low, high) = (4, (40, 120)) if self.background == 'texture' else (max(self.height, self.width), (0, 64))
-    coarse = rng.integers(low, high, size=(-(-self.height // cell), -(-self.width // cell), 3), dtype=np.uint8)
-    return np.repeat(np.repeat(coarse, cell, axis=0), cell, axis=1)[:self.height, :self.width]
-
-  def batch(self, split: str, indices) -> Dict[str, np.ndarray]:
-    """Stacked examples: {'video': uint8 [B, T, H, W, 3], 'label': int32 [B]}."""
-    examples = [self.example(split, int(i)) for i in indices]
-    return {'video': np.stack([e['video'] for e in examples]),
-            'label': np.asarray([e['label'] for e in examples], np.int32)}
+    return coarse, start, colours
 
 
 class RandomAccessPipeline(Pipeline):
   """A pipeline over a source that can produce any example by index (`examples(split, indices)`): batch
   `s` is a pure function of (seed, s), so resuming needs nothing but the step."""
 
+  _order_cache: Optional[Tuple[int, np.ndarray]] = None  # (epoch, its shuffle): see _train_order.
+
   def examples(self, split: str, indices: np.ndarray) -> Batch:
     """{'inputs': [n, T, H, W, 3], 'label': one-hot [n, C]} for example `indices` of `split`."""
     raise NotImplementedError
 
   def _train_order(self, epoch: int) -> np.ndarray:
-    n = self.num_examples('train')
-    return np.random.default_rng([self.seed, epoch]).permutation(n)
+    """Epoch `epoch`'s shuffle of the training examples; the last one drawn is kept (every batch of an epoch
+    indexes it, and drawing it again costs more than the rest of a small batch)."""
+    cached = self._order_cache
+    if cached is None or cached[0] != epoch:
+      cached = self._order_cache = (epoch, np.random.default_rng([self.seed, epoch]).permutation(
+          self.num_examples('train')))
+    return cached[1]
 
   def train_indices(self, step: int) -> np.ndarray:
     """Global example indices of training batch `step`: consecutive epochs, each freshly shuffled."""
@@ -176,7 +202,9 @@ class SyntheticPipeline(RandomAccessPipeline):
     except ValueError as e:
       raise DataError(f"dataset_name 'synthetic' cannot make these videos (dataset_configs.num_frames, "
                       f"crop_size and synthetic_*): {e}") from e
-    self.scale, self.offset = (2.0 / 255.0, -1.0) if d.zero_centering else (1.0 / 255.0, 0.0)
+    scale, offset = (2.0 / 255.0, -1.0) if d.zero_centering else (1.0 / 255.0, 0.0)
+    # Each uint8 pixel's input value, looked up: one pass over a batch instead of a cast, a scale and a shift.
+    self.pixel_values = (np.arange(256, dtype=np.uint8).astype(np.float32) * scale + offset).astype(self.input_dtype)
 
   def has_split(self, split: str) -> bool:
     return self.config.dataset_configs.examples_per_subset.get(split) is not None
@@ -197,9 +225,8 @@ class SyntheticPipeline(RandomAccessPipeline):
 
   def examples(self, split: str, indices: np.ndarray) -> Batch:
     raw = self.source.batch(split, indices)
-    inputs = raw['video'].astype(np.float32) * self.scale + self.offset
     label = np.eye(self.num_classes, dtype=np.float32)[raw['label']]
-    return {'inputs': inputs.astype(self.input_dtype), 'label': label}
+    return {'inputs': np.take(self.pixel_values, raw['video']), 'label': label}
 
   def views(self, clips: np.ndarray, views: Views) -> np.ndarray:
     """[B, T, H, W, 3] -> [B, V, T, H, W, 3], temporal views major and crops minor (as the video pipeline).

@@ -106,13 +106,9 @@ def frame_dataset(spec: ImageViTSpec, split: str, num_videos: int, seed: int = 0
   trainer's zero-centred scaling) and 'targets' `[N, grid * grid]` occupancy."""
   source = SyntheticMotion(num_classes=8, num_frames=spec.num_frames, height=spec.image_size,
                            width=spec.image_size, seed=seed)
-  images, targets = [], []
-  for i in range(num_videos):
-    example = source.example(split, i)
-    images.append(example['video'])
-    targets.append(occupancy(example['positions'], source.height, source.width, source.object_size,
-                             spec.grid))
-  images = np.concatenate(images).astype(np.float32) * (2.0 / 255.0) - 1.0
+  videos = source.batch(split, range(num_videos), with_positions=True)
+  targets = [occupancy(p, source.height, source.width, source.object_size, spec.grid) for p in videos['positions']]
+  images = videos['video'].reshape(-1, *videos['video'].shape[2:]).astype(np.float32) * (2.0 / 255.0) - 1.0
   return {'images': images, 'targets': np.concatenate(targets)}
 
 
