@@ -1,11 +1,13 @@
 """Tests run on CPU with 8 simulated devices, set before jax is imported anywhere.
 
-They also compile with LLVM's optimisations off (`--xla_backend_optimization_level=0`): the tests compile
-hundreds of tiny programs and compute little with each, so optimising the machine code costs more than it saves
-(tests/models/test_models.py and tests/train/test_step.py: 163 s -> 96 s on 2 cores). The graph-level (HLO)
-passes are a default compile's (float results may differ in their last bits, as between CPUs); the README demos' runs
-(tests/experiments/test_demos.py) start without the tests' XLA_FLAGS and compile as users' runs do. Either flag
-set in XLA_FLAGS beforehand is kept.
+They also compile the quick way: the tests compile hundreds of tiny programs and compute little with each, so
+compiling is most of their time. LLVM's optimisations are off (`--xla_backend_optimization_level=0`:
+tests/models/test_models.py and tests/train/test_step.py, 163 s -> 96 s on 2 cores), and fused elementwise code
+comes from XLA's older LLVM emitters instead of its MLIR fusion emitters (`--xla_cpu_use_fusion_emitters=false`:
+a tiny train step compiles in 0.4-0.7 s instead of 1.0-1.7 s; tests/train/test_loop.py 106 s -> 78 s on one
+worker). The graph-level (HLO) passes are a default compile's (float results may differ in their last bits, as
+between CPUs); the README demos' runs (tests/experiments/test_demos.py) start without the tests' XLA_FLAGS and
+compile as users' runs do. A flag set in XLA_FLAGS beforehand is kept.
 
 Compiled programs are shared through JAX's persistent compilation cache in a directory made for this run
 (inherited by pytest-xdist's workers and by the commands the tests start, removed when the run ends): many tests
@@ -19,7 +21,8 @@ import tempfile
 
 os.environ['JAX_PLATFORMS'] = 'cpu'
 os.environ['CUDA_VISIBLE_DEVICES'] = ''
-for _flag, _value in (('--xla_force_host_platform_device_count', '8'), ('--xla_backend_optimization_level', '0')):
+for _flag, _value in (('--xla_force_host_platform_device_count', '8'), ('--xla_backend_optimization_level', '0'),
+                      ('--xla_cpu_use_fusion_emitters', 'false')):
   if _flag not in os.environ.get('XLA_FLAGS', ''):
     os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}={_value}".strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
