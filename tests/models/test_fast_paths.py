@@ -1,6 +1,6 @@
 """The speed levers compute the same function: chunked attention (the CPU default), the fused QKV projection,
-padding the tokens once per encoder (cuDNN's), the CPU's tubelet matmul and remat policies each give the logits
-and gradients of the plain path."""
+padding the tokens once per encoder (cuDNN's), the CPU's tubelet matmul, remat policies and the last block that
+computes only the class token each give the logits and gradients of the plain path."""
 
 import re
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.models.test_layers import naive_attention
-from tests.tiny import tiny_config
+from tests.tiny import randomise, tiny_config
 from vivit_jax.config import load_config
 from vivit_jax.models import attention, blocks, chunked_attention, create_model, embedding
 
@@ -70,6 +70,49 @@ def test_every_lever_gives_the_plain_paths_logits_and_gradients(kind, levers):
                'pad_once': ['model.attention_padding=once']}  # 33 tokens -> 40 (Model 2: 17 -> 24 and 3 -> 8).
   for lever in levers:
     _close(_logits_and_grads(load_config(plain, overrides[lever]), params, video), want, 1e-5)
+
+
+@pytest.mark.parametrize('kind,overrides', [
+    ('spacetime', ()), ('spacetime', ('model.fused_qkv=False',)), ('spacetime', ("model.classifier='0'",)),
+    ('spacetime', ('model.attention_implementation=xla', 'model.attention_padding=once')),
+    ('spacetime', ('model.remat=True',)), ('factorized_encoder', ()),
+    ('factorized_encoder', ('model.fused_qkv=False', 'model.representation_size=6'))])
+def test_the_last_block_computing_only_the_class_token_changes_nothing_but_the_flops(kind, overrides):
+  # In training too: dropout and stochastic depth draw the full block's masks for the tokens it keeps.
+  base = tiny_config(kind, model__dropout_rate=0.3, model__stochastic_droplayer_rate=0.4,
+                     model__num_layers=3, model__spatial_transformer__num_layers=2)
+  full, short = (load_config(base, list(overrides) + [f'model.last_block_class_token_only={flag}'])
+                 for flag in (False, True))
+  video = jax.random.uniform(jax.random.PRNGKey(0), (4, 8, 16, 16, 3), minval=-1, maxval=1)
+  params = randomise(create_model(full).init(jax.random.PRNGKey(1), video[:1])['params'])
+
+  def outputs(config, train):
+    model = create_model(config)
+    apply = lambda p: model.apply({'params': p}, video, train=train, rngs={'dropout': jax.random.PRNGKey(5)})
+    step = jax.jit(lambda p: (apply(p), jax.grad(lambda p: jnp.sum(jnp.sin(apply(p))))(p)))
+    return step(params), step.lower(params).compile().cost_analysis()['flops']
+
+  for train in (False, True):
+    (want, full_flops), (got, short_flops) = outputs(full, train), outputs(short, train)
+    _close(got, want, 2e-5)
+    assert short_flops < 0.97 * full_flops, (short_flops, full_flops)
+  assert not np.allclose(outputs(full, True)[0][0], outputs(full, False)[0][0])  # Training dropped something.
+
+
+def test_attention_dropout_or_a_pooling_classifier_keeps_every_token_in_the_last_block():
+  video = jnp.zeros((2, 8, 16, 16, 3))
+  def last_mlp_rows(config, train):
+    model = create_model(config)
+    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), video))['params']
+    jaxpr = jax.make_jaxpr(lambda p: model.apply({'params': p}, video, train=train,
+                                                 rngs={'dropout': jax.random.PRNGKey(1)}))(params)
+    return [e.outvars[0].aval.shape for e in jaxpr.eqns if e.primitive.name == 'dot_general'
+            and e.outvars[0].aval.shape[-1] == config.model.mlp_dim][-1]
+  assert last_mlp_rows(tiny_config('spacetime'), True)[:2] == (2, 1)
+  assert last_mlp_rows(tiny_config('spacetime', model__attention_dropout_rate=0.1), False)[:2] == (2, 1)
+  assert last_mlp_rows(tiny_config('spacetime', model__attention_dropout_rate=0.1), True)[:2] == (2, 65)
+  assert last_mlp_rows(tiny_config('spacetime', classifier='gap'), False)[:2] == (2, 64)
+  assert last_mlp_rows(tiny_config('spacetime', model__return_preclassifier=True), False)[:2] == (2, 65)
 
 
 def test_fused_qkv_keeps_the_parameter_tree_and_its_initialisation():

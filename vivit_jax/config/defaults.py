@@ -133,6 +133,8 @@ def get_model_config():
   #                                   and function; None: one on the CPU, three on GPUs and TPUs.
   m.attention_implementation = _placeholder(str)  # None: picked per backend; 'xla', 'cudnn' or 'chunked'.
   m.attention_padding = 'auto'  # cuDNN's padding of tokens: 'auto', 'once' (per encoder) or 'per_layer'.
+  m.last_block_class_token_only = True  # With classifier 'token' or '0', each encoder's last block computes only
+  #                                       the class token, the one the head reads: same logits, fewer FLOPs.
   return m
 
 

@@ -50,7 +50,7 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
       stochastic_droplayer_rate=m.stochastic_droplayer_rate, return_prelogits=m.return_prelogits,
       remat=m.remat, remat_policy=m.remat_policy, fused_qkv=m.fused_qkv,
       attention_implementation=m.attention_implementation, attention_padding=m.attention_padding,
-      dtype=DTYPES[config.model_dtype_str])
+      last_block_class_token_only=m.last_block_class_token_only, dtype=DTYPES[config.model_dtype_str])
   if kind == 'factorized_encoder':
     s, t = m.spatial_transformer, m.temporal_transformer
     return FactorisedEncoderViViT(

@@ -139,6 +139,13 @@ def dot_product_attention(q, k, v, *, dropout_rate: float = 0.0, dropout_rng=Non
   return jax.nn.dot_product_attention(q, k, v, implementation=backend)
 
 
+def few_query_attention(q, k, v, *, valid_length: Optional[int] = None):
+  """Attention of a few queries `[B, Lq, h, dh]` over keys and values `[B, L, h, dh]` (an encoder's last
+  block when only its class token is read): einsums, whose `[B, h, Lq, L]` scores are small. Keys from
+  `valid_length` on (padding) get no weight."""
+  return _einsum_attention(q, k, v, 1, 0.0, None, True, valid_length)
+
+
 def axis_attention(q, k, v, axis: int, *, dropout_rate: float = 0.0, dropout_rng=None,
                    deterministic: bool = True, implementation: Optional[str] = None):
   """Attention along axis 1 (time) or 2 (space) of `[B, T, S, h, dh]` inputs."""

@@ -27,6 +27,7 @@ class ViViTBase(nn.Module):
   fused_qkv: Optional[bool] = None  # None: one matmul on the CPU, three elsewhere (blocks.fuse_qkv).
   attention_implementation: Optional[str] = None
   attention_padding: str = 'auto'
+  last_block_class_token_only: bool = True  # See `pooled_tokens`.
   dtype: jnp.dtype = jnp.float32
 
   def embed(self, video: jnp.ndarray) -> jnp.ndarray:
@@ -41,6 +42,11 @@ class ViViTBase(nn.Module):
                 remat_policy=self.remat_policy, fused_qkv=self.fused_qkv,
                 implementation=self.attention_implementation, attention_padding=self.attention_padding,
                 dtype=self.dtype)
+
+  def pooled_tokens(self):
+    """The encoder's `output_tokens`: 1 where the head reads only token 0 (classifier 'token' or '0') and
+    `last_block_class_token_only` (so the last block computes only that token), else None (all tokens)."""
+    return 1 if self.classifier in ('token', '0') and self.last_block_class_token_only else None
 
   def head(self, pooled: jnp.ndarray) -> jnp.ndarray:
     return heads.classify(pooled, num_classes=self.num_classes,

@@ -54,21 +54,27 @@ class MultiHeadDotProductAttention(nn.Module):
   implementation: Optional[str] = None
   fused_qkv: Optional[bool] = None  # None: one matmul on the CPU, three elsewhere (blocks.fuse_qkv).
   valid_length: Optional[int] = None  # 'full' mode: tokens from here on are padding (attention.encoder_padding).
+  query_tokens: Optional[int] = None  # 'full' mode: only the first tokens attend (and are returned); see below.
   dtype: jnp.dtype = jnp.float32
 
   def project(self, x: jnp.ndarray, kernel_init):
-    """q, k, v `[..., h, dh]` of `x` `[..., d]`."""
+    """q, k, v `[..., h, dh]` of `x` `[..., d]` (q of its first `query_tokens` tokens only, where set)."""
     d = x.shape[-1]
+    queries = x if self.query_tokens is None else x[:, :self.query_tokens]
     if not fuse_qkv(self.fused_qkv):
       dense = lambda name: nn.DenseGeneral((self.num_heads, d // self.num_heads), kernel_init=kernel_init,
                                            dtype=self.dtype, param_dtype=jnp.float32, name=name)
-      return dense('query')(x), dense('key')(x), dense('value')(x)
+      return dense('query')(queries), dense('key')(x), dense('value')(x)
     params = [_Projection(self.num_heads, d // self.num_heads, kernel_init, name=name)(d)
               for name in ('query', 'key', 'value')]
-    kernel = jnp.stack([p[0] for p in params], axis=1).astype(self.dtype)  # [d, 3, h, dh]
-    bias = jnp.stack([p[1] for p in params]).astype(self.dtype)  # [3, h, dh]
-    qkv = jnp.einsum('...d,dthk->...thk', x.astype(self.dtype), kernel) + bias
-    return qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+    fused = lambda y, ps: (jnp.einsum('...d,dthk->...thk', y.astype(self.dtype),  # [d, n, h, dh] kernels
+                                      jnp.stack([p[0] for p in ps], axis=1).astype(self.dtype))
+                           + jnp.stack([p[1] for p in ps]).astype(self.dtype))
+    if self.query_tokens is None:
+      qkv = fused(x, params)
+      return qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+    kv = fused(x, params[1:])
+    return fused(queries, params[:1])[..., 0, :, :], kv[..., 0, :, :], kv[..., 1, :, :]
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, deterministic: bool) -> jnp.ndarray:
@@ -82,7 +88,11 @@ class MultiHeadDotProductAttention(nn.Module):
       rng = self.make_rng('dropout')
     kwargs = dict(dropout_rate=self.dropout_rate, dropout_rng=rng, deterministic=deterministic,
                   implementation=self.implementation)
-    if self.mode == 'full':
+    if self.query_tokens is not None:
+      if self.mode != 'full' or not deterministic and self.dropout_rate > 0.0:
+        raise ValueError('query_tokens needs full attention without attention dropout')
+      y = attn.few_query_attention(q, k, v, valid_length=self.valid_length)
+    elif self.mode == 'full':
       y = attn.dot_product_attention(q, k, v, valid_length=self.valid_length, **kwargs)
     elif self.mode in _AXIS:
       y = attn.axis_attention(q, k, v, _AXIS[self.mode], **kwargs)
@@ -151,10 +161,15 @@ class _ResidualBlock(nn.Module):
 class EncoderBlock(_ResidualBlock):
   """Pre-LN block: LayerNorm_0, MultiHeadDotProductAttention_0, LayerNorm_1, MlpBlock_0.
 
-  `factorised=True` is Model 4's block (heads split between time and space).
+  `factorised=True` is Model 4's block (heads split between time and space). `query_tokens=n` returns only the
+  first n tokens, as the full block would compute them: they attend to every token, but only they are projected
+  to queries, attended from, projected out and put through the MLP (an encoder's last block, when the head reads
+  only the class token). Dropout masks of those tokens are the full block's (models/dropout.py hashes each
+  element's index within its row); attention dropout is not supported there.
   """
   factorised: bool = False
   valid_length: Optional[int] = None  # Tokens from here on are the encoder's padding.
+  query_tokens: Optional[int] = None
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, deterministic: bool) -> jnp.ndarray:
@@ -162,10 +177,12 @@ class EncoderBlock(_ResidualBlock):
     y = MultiHeadDotProductAttention(
         self.num_heads, mode='factorised' if self.factorised else 'full', temporal_dims=self.temporal_dims,
         dropout_rate=self.attention_dropout_rate, implementation=self.implementation,
-        fused_qkv=self.fused_qkv, valid_length=self.valid_length, dtype=self.dtype,
-        name='MultiHeadDotProductAttention_0')(
+        fused_qkv=self.fused_qkv, valid_length=self.valid_length, query_tokens=self.query_tokens,
+        dtype=self.dtype, name='MultiHeadDotProductAttention_0')(
             y, deterministic=deterministic)
     y = Dropout(rate=self.dropout_rate)(y, deterministic=deterministic)
+    if self.query_tokens is not None:
+      x = x[:, :self.query_tokens]
     x = self.residual(x, y, deterministic)
     return self.mlp(x, 'LayerNorm_1', 'MlpBlock_0', deterministic)
 

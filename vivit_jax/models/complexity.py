@@ -35,8 +35,12 @@ PAPER_MODEL_TABLE = (
 
 
 def traceable(model):
-  """`model` with XLA attention: the same parameters and function, traceable on any machine (cuDNN needs a GPU)."""
-  return model.clone(attention_implementation='xla') if hasattr(model, 'attention_implementation') else model
+  """`model` with XLA attention and every token through the last block: the same parameters and function,
+  traceable on any machine (cuDNN needs a GPU) and counted as the paper counts it (the model's shortcut that
+  computes only the class token in the last block, `last_block_class_token_only`, is not subtracted)."""
+  changes = {k: v for k, v in (('attention_implementation', 'xla'), ('last_block_class_token_only', False))
+             if hasattr(model, k)}
+  return model.clone(**changes) if changes else model
 
 
 def abstract_params(model, shape: Tuple[int, ...]) -> Any:

@@ -24,7 +24,8 @@ class FactorisedEncoderViViT(base.ViViTBase):
   def encode(self, x, name: str, num_heads: int, mlp_dim: int, num_layers: int, train: bool):
     if self.classifier == 'token':
       x = heads.add_class_token(self, x, f'cls_{name}')
-    x = encoder.Encoder(num_layers, mlp_dim, num_heads, name=name, **self.encoder_kwargs())(x, train=train)
+    x = encoder.Encoder(num_layers, mlp_dim, num_heads, output_tokens=self.pooled_tokens(), name=name,
+                        **self.encoder_kwargs())(x, train=train)
     return heads.pool(x, self.classifier)
 
   @nn.compact

@@ -33,7 +33,8 @@ class SpatioTemporalViViT(base.ViViTBase):
     x = encoder.Encoder(
         self.num_layers, self.mlp_dim, self.num_heads, block=self.block, temporal_dims=t,
         attention_order=self.attention_order,
-        attention_kernel_init_method=self.attention_kernel_init_method, name='Transformer',
+        attention_kernel_init_method=self.attention_kernel_init_method,
+        output_tokens=None if self.return_preclassifier else self.pooled_tokens(), name='Transformer',
         **self.encoder_kwargs())(x, train=train)
     if self.return_preclassifier:
       return x
