@@ -16,10 +16,10 @@ effects):
 Paths are relative to the working directory (run both from the repository root). The result (2 CPU cores, one
 device; deterministic on one machine; docs/ablations/synthetic_init.md):
   image ViT, 1500 steps of 128 frames (33 s): validation cell accuracy 0.927, cell F1 0.71, frames all-right 0.008.
-  valid/accuracy (512 clips) at step      100    200    300    400   (the three runs: 67 s with evaluation)
-    random                              0.125  0.264  0.398  0.438
-    central_frame                       0.135  0.355  0.547  0.566
-    average_frame                       0.162  0.740  0.875  0.898
+  valid/accuracy (512 clips) at step      100    200    300    400   (the three runs: 74 s with evaluation)
+    random                              0.125  0.219  0.348  0.402
+    central_frame                       0.135  0.309  0.518  0.492
+    average_frame                       0.162  0.699  0.855  0.887
   A first attempt, pretraining on patch-sized cells (`--grid=4`: 0.975 cell accuracy), gave central_frame
   0.342 / 0.398 / 0.410 at steps 200 / 300 / 400: ahead early, behind random by step 400. Features that place
   the squares finer than a patch are what the temporal encoder needs to read a 4-pixel displacement.
