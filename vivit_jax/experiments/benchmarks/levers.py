@@ -38,6 +38,7 @@ PLAN: Tuple[Tuple[str, str, Tuple[str, ...], str, int], ...] = (
     ('Model 1, batch 16, remat dots_saveable', M1, ('model.remat=True', 'model.remat_policy=dots_saveable'), '', 16),
     ('Model 1, cuBLAS for every matmul', M1, (), TRITON_GEMM_OFF, 8),
     ('Model 1, + latency-hiding scheduler', M1, (), LATENCY_HIDING, 8),
+    ('Model 1, every token through the last block', M1, ('model.last_block_class_token_only=False',), '', 8),
     ('Model 1, one fused QKV matmul', M1, ('model.fused_qkv=True',), '', 8),
     ('Model 1, cuDNN padding per layer', M1, ('model.attention_padding=per_layer',), '', 8),
     ('Model 2, batch 16', M2, (), '', 16),
