@@ -12,7 +12,7 @@ import pytest
 from tests.models.test_layers import naive_attention
 from tests.tiny import randomise, tiny_config
 from vivit_jax.config import load_config
-from vivit_jax.models import attention, blocks, chunked_attention, create_model, embedding
+from vivit_jax.models import attention, blocks, chunked_attention, complexity, create_model, embedding
 
 VARIANTS = ('spacetime', 'factorized_encoder', 'factorized_self_attention_block',
             'factorized_dot_product_attention')
@@ -73,30 +73,28 @@ def test_every_lever_gives_the_plain_paths_logits_and_gradients(kind, levers):
 
 
 @pytest.mark.parametrize('kind,overrides', [
-    ('spacetime', ()), ('spacetime', ('model.fused_qkv=False',)), ('spacetime', ("model.classifier='0'",)),
-    ('spacetime', ('model.attention_implementation=xla', 'model.attention_padding=once')),
-    ('spacetime', ('model.remat=True',)), ('factorized_encoder', ()),
-    ('factorized_encoder', ('model.fused_qkv=False', 'model.representation_size=6'))])
+    ('spacetime', ()),  # The CPU's defaults: fused QKV, chunked attention.
+    ('spacetime', ('model.fused_qkv=False', "model.classifier='0'", 'model.remat=True',
+                   'model.attention_implementation=xla', 'model.attention_padding=once')),
+    ('factorized_encoder', ('model.representation_size=6',))])
 def test_the_last_block_computing_only_the_class_token_changes_nothing_but_the_flops(kind, overrides):
-  # In training too: dropout and stochastic depth draw the full block's masks for the tokens it keeps.
+  # In training, with dropout and stochastic depth: they draw the full block's masks for the tokens it keeps.
   base = tiny_config(kind, model__dropout_rate=0.3, model__stochastic_droplayer_rate=0.4,
                      model__num_layers=3, model__spatial_transformer__num_layers=2)
   full, short = (load_config(base, list(overrides) + [f'model.last_block_class_token_only={flag}'])
                  for flag in (False, True))
   video = jax.random.uniform(jax.random.PRNGKey(0), (4, 8, 16, 16, 3), minval=-1, maxval=1)
-  params = randomise(create_model(full).init(jax.random.PRNGKey(1), video[:1])['params'])
+  params = randomise(jax.eval_shape(lambda: create_model(full).init(jax.random.PRNGKey(1), video[:1]))['params'])
 
-  def outputs(config, train):
+  def outputs(config):
     model = create_model(config)
-    apply = lambda p: model.apply({'params': p}, video, train=train, rngs={'dropout': jax.random.PRNGKey(5)})
-    step = jax.jit(lambda p: (apply(p), jax.grad(lambda p: jnp.sum(jnp.sin(apply(p))))(p)))
-    return step(params), step.lower(params).compile().cost_analysis()['flops']
+    apply = lambda p: model.apply({'params': p}, video, train=True, rngs={'dropout': jax.random.PRNGKey(5)})
+    macs = complexity.count_jaxpr_macs(jax.make_jaxpr(apply)(params).jaxpr)
+    return jax.jit(lambda p: (apply(p), jax.grad(lambda p: jnp.sum(jnp.sin(apply(p))))(p)))(params), macs
 
-  for train in (False, True):
-    (want, full_flops), (got, short_flops) = outputs(full, train), outputs(short, train)
-    _close(got, want, 2e-5)
-    assert short_flops < 0.97 * full_flops, (short_flops, full_flops)
-  assert not np.allclose(outputs(full, True)[0][0], outputs(full, False)[0][0])  # Training dropped something.
+  (want, full_macs), (got, short_macs) = outputs(full), outputs(short)
+  _close(got, want, 2e-5)
+  assert short_macs < 0.9 * full_macs, (short_macs, full_macs)
 
 
 def test_attention_dropout_or_a_pooling_classifier_keeps_every_token_in_the_last_block():
