@@ -17,9 +17,23 @@ def flat_shapes(params):
 
 
 def init(config, shape=VIDEO, seed=0):
+  """(model, params, video); one compiled initialisation (op by op, it compiles each operation on its own)."""
   model = create_model(config)
   video = jax.random.normal(jax.random.PRNGKey(seed + 1), shape)
-  return model, model.init(jax.random.PRNGKey(seed), video)['params'], video
+  return model, jax.jit(model.init)(jax.random.PRNGKey(seed), video)['params'], video
+
+
+def param_shapes(config, shape=VIDEO):
+  """The parameter tree's shapes, from tracing alone (nothing is compiled)."""
+  return flat_shapes(abstract_params_and_logits(config, shape)[0])
+
+
+def abstract_params_and_logits(config, shape=VIDEO):
+  """The parameters and the logits as shapes and dtypes, from tracing alone."""
+  model = create_model(config)
+  video = jax.ShapeDtypeStruct(shape, jnp.float32)
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0), video)['params']
+  return params, jax.eval_shape(lambda p, v: model.apply({'params': p}, v), params, video)
 
 
 def block_tree(prefix, attention=('MultiHeadDotProductAttention_0',), norms=('LayerNorm_0', 'LayerNorm_1'),
@@ -66,16 +80,14 @@ EXPECTED_TREES = {
 
 @pytest.mark.parametrize('kind,classifier', sorted(EXPECTED_TREES))
 def test_parameter_tree_is_scenics(kind, classifier):
-  _, params, _ = init(tiny_config(kind, classifier))
-  assert flat_shapes(params) == EXPECTED_TREES[kind, classifier]
+  assert param_shapes(tiny_config(kind, classifier)) == EXPECTED_TREES[kind, classifier]
 
 
 def test_representation_size_adds_pre_logits_and_spatial_only_drops_temporal_encoder():
-  _, params, _ = init(tiny_config('spacetime', model__representation_size=7))
-  shapes = flat_shapes(params)
+  shapes = param_shapes(tiny_config('spacetime', model__representation_size=7))
   assert shapes['pre_logits/kernel'] == (12, 7) and shapes['output_projection/kernel'] == (7, 5)
-  _, params, _ = init(tiny_config('factorized_encoder', model__attention_config__spatial_only_baseline=True))
-  assert not any(k.startswith(('TemporalTransformer', 'cls_Temporal')) for k in flat_shapes(params))
+  shapes = param_shapes(tiny_config('factorized_encoder', model__attention_config__spatial_only_baseline=True))
+  assert not any(k.startswith(('TemporalTransformer', 'cls_Temporal')) for k in shapes)
 
 
 @pytest.mark.parametrize('kind', ['spacetime', 'factorized_encoder', 'factorized_self_attention_block',
@@ -99,37 +111,37 @@ def test_jit_grad_and_initial_logits(kind):
                          'model__patches__size': (4, 4)}, 3 * 16 + 1),
 ])
 def test_token_counts_and_logit_shapes(shape, overrides, tokens):
-  model, params, video = init(tiny_config('spacetime', **overrides), shape)
+  params, logits = abstract_params_and_logits(tiny_config('spacetime', **overrides), shape)
   assert params['Transformer']['posembed_input']['pos_embedding'].shape == (1, tokens, 12)
-  assert model.apply({'params': params}, video).shape == (1, 5)
+  assert logits.shape == (1, 5)
 
 
 def test_temporal_sampling_kernel_is_2d():
-  _, params, _ = init(tiny_config('factorized_encoder', model__patches__size=(4, 4),
-                                  model__temporal_encoding_config__method='temporal_sampling',
-                                  model__temporal_encoding_config__n_sampled_frames=3))
-  assert params['embedding']['kernel'].shape == (4, 4, 3, 12)
-  assert params['TemporalTransformer']['posembed_input']['pos_embedding'].shape == (1, 4, 12)
+  shapes = param_shapes(tiny_config('factorized_encoder', model__patches__size=(4, 4),
+                                    model__temporal_encoding_config__method='temporal_sampling',
+                                    model__temporal_encoding_config__n_sampled_frames=3))
+  assert shapes['embedding/kernel'] == (4, 4, 3, 12)
+  assert shapes['TemporalTransformer/posembed_input/pos_embedding'] == (1, 4, 12)
 
 
 def test_bfloat16_computes_in_bfloat16_with_float32_params():
   config = tiny_config('spacetime', model_dtype_str='bfloat16')
   model, params, video = init(config)
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(params))
-  _, state = model.apply({'params': params}, video, capture_intermediates=True, mutable=['intermediates'])
+  _, state = jax.jit(lambda p: model.apply({'params': p}, video, capture_intermediates=True,
+                                           mutable=['intermediates']))(params)
   inner = state['intermediates']
   assert inner['embedding']['__call__'][0].dtype == jnp.bfloat16
   assert inner['Transformer']['encoderblock_0']['__call__'][0].dtype == jnp.bfloat16
-  grads = jax.grad(lambda p: model.apply({'params': p}, video).sum())(params)
+  grads = jax.jit(jax.grad(lambda p: model.apply({'params': p}, video).sum()))(params)
   assert all(g.dtype == jnp.float32 for g in jax.tree_util.tree_leaves(grads))
 
 
 def test_multihead_model_returns_all_heads_logits():
   config = tiny_config('factorized_encoder', num_classes=None, model_name='vivit_multihead_classification',
                        dataset_configs__class_splits=(3, 4), dataset_configs__split_names=('noun', 'verb'))
-  model, params, video = init(config)
   assert config.dataset_configs.num_classes == 7
-  assert model.apply({'params': params}, video).shape == (2, 7)
+  assert abstract_params_and_logits(config)[1].shape == (2, 7)
 
 
 @pytest.mark.parametrize('kind', ['spacetime', 'factorized_encoder', 'factorized_self_attention_block',
@@ -139,11 +151,11 @@ def test_dropout_and_stochastic_depth_act_only_in_train_mode(kind):
                        model__stochastic_droplayer_rate=0.5)
   model, params, video = init(config)
   params = randomise(params)
-  eval_a = model.apply({'params': params}, video, train=False)
-  eval_b = model.apply({'params': params}, video, train=False)
+  evaluate = jax.jit(lambda p: model.apply({'params': p}, video, train=False))
+  eval_a, eval_b = evaluate(params), evaluate(params)
   np.testing.assert_array_equal(eval_a, eval_b)  # deterministic and needs no rng
-  train = lambda seed: model.apply({'params': params}, video, train=True,
-                                   rngs={'dropout': jax.random.PRNGKey(seed)})
+  trained = jax.jit(lambda p, key: model.apply({'params': p}, video, train=True, rngs={'dropout': key}))
+  train = lambda seed: trained(params, jax.random.PRNGKey(seed))
   assert not np.allclose(train(0), eval_a)
   assert not np.allclose(train(0), train(1))
   np.testing.assert_array_equal(train(3), train(3))
@@ -154,9 +166,9 @@ def test_remat_changes_nothing_but_memory():
   model, params, video = init(plain)
   params = randomise(params)
   remat_model = create_model(tiny_config('factorized_self_attention_block', model__remat=True))
-  assert flat_shapes(remat_model.init(jax.random.PRNGKey(0), video)['params']) == flat_shapes(params)
+  assert param_shapes(tiny_config('factorized_self_attention_block', model__remat=True)) == flat_shapes(params)
   loss = lambda m: lambda p: m.apply({'params': p}, video).sum()
-  g_plain, g_remat = jax.grad(loss(model))(params), jax.grad(loss(remat_model))(params)
+  g_plain, g_remat = (jax.jit(jax.grad(loss(m)))(params) for m in (model, remat_model))
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g_plain,
                          g_remat)
 
