@@ -60,10 +60,10 @@ def test_training_with_dropout_draws_new_masks_each_step_and_evaluation_is_deter
                        model__attention_implementation='xla')
   model = create_model(config)
   video = jax.random.uniform(jax.random.PRNGKey(0), (2, 8, 16, 16, 3))
-  params = model.init(jax.random.PRNGKey(1), video)['params']
+  params = jax.jit(model.init)(jax.random.PRNGKey(1), video)['params']
   params = jax.tree_util.tree_map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
-  train = lambda key: model.apply({'params': params}, video, train=True, rngs={'dropout': key})
+  train = jax.jit(lambda key: model.apply({'params': params}, video, train=True, rngs={'dropout': key}))
   a, b = train(jax.random.PRNGKey(3)), train(jax.random.PRNGKey(4))
   assert not np.allclose(a, b) and np.allclose(a, train(jax.random.PRNGKey(3)))
-  np.testing.assert_array_equal(model.apply({'params': params}, video, train=False),
-                                model.apply({'params': params}, video, train=False))
+  evaluate = jax.jit(lambda: model.apply({'params': params}, video, train=False))
+  np.testing.assert_array_equal(evaluate(), evaluate())

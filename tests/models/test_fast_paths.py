@@ -116,7 +116,7 @@ def test_attention_dropout_or_a_pooling_classifier_keeps_every_token_in_the_last
 def test_fused_qkv_keeps_the_parameter_tree_and_its_initialisation():
   fused, plain = tiny_config('spacetime'), tiny_config('spacetime', model__fused_qkv=False)
   video = jnp.zeros((1, 4, 16, 16, 3))
-  a, b = (create_model(c).init(jax.random.PRNGKey(3), video)['params'] for c in (fused, plain))
+  a, b = (jax.jit(create_model(c).init)(jax.random.PRNGKey(3), video)['params'] for c in (fused, plain))
   assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
   for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
     np.testing.assert_array_equal(x, y)
@@ -156,7 +156,7 @@ def test_padding_once_pads_the_tokens_once_for_the_whole_encoder():
   config = tiny_config('spacetime', model__attention_implementation='xla', model__attention_padding='once')
   video = jnp.zeros((2, 4, 16, 16, 3))
   model = create_model(config)
-  params = model.init(jax.random.PRNGKey(0), video)['params']
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0), video)['params']  # Lowered, not run.
   text = jax.jit(lambda p: model.apply({'params': p}, video, train=False)).lower(params).as_text()
   pads = re.findall(r'stablehlo\.pad .*-> tensor<([0-9x]+)xf32>', text)
   assert pads == ['2x40x12'], pads  # 33 tokens + 7, padded once for the 2 layers.
@@ -200,7 +200,7 @@ def test_training_with_attention_dropout_takes_the_chunked_path_on_the_cpu():
   config = tiny_config('spacetime', model__attention_dropout_rate=0.2)
   model = create_model(config)
   video = jnp.zeros((2, 4, 16, 16, 3))
-  params = model.init(jax.random.PRNGKey(0), video)['params']
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0), video)['params']  # Lowered, not run.
   text = str(jax.make_jaxpr(lambda p: model.apply({'params': p}, video, train=True,
                                                   rngs={'dropout': jax.random.PRNGKey(1)}))(params))
   assert text.count('custom_vjp_call[') == config.model.num_layers  # chunked_attention's, once per layer.
