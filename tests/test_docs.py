@@ -48,3 +48,13 @@ def test_every_file_of_the_readme_layout_exists():
       folder = paths.ROOT / head if head.endswith('/') else paths.ROOT
     for name in re.findall(r'\b(\w+\.py)\b', line[len(head):]):
       assert list(folder.rglob(name)), f'{name} under {folder.relative_to(paths.ROOT)}'
+
+
+def test_the_demo_config_states_the_readme_s_accuracy():
+  """configs/synthetic.py's docstring and the README state the same demo result (the demo test checks the README's
+  number against a run; this keeps the config's copy from going stale)."""
+  readme = (paths.ROOT / 'README.md').read_text()
+  config = (paths.ROOT / 'configs' / 'synthetic.py').read_text()
+  stated = re.search(r'to (0\.\d+) `valid/accuracy` \((0\.\d+)\s+`test/accuracy`', readme)
+  docstring = re.search(r'Accuracy: (0\.\d+) valid/accuracy \((0\.\d+) test/accuracy', config)
+  assert stated and docstring and stated.groups() == docstring.groups(), (stated, docstring)
