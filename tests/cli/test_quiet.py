@@ -40,11 +40,11 @@ def test_training_is_quiet_by_default():
 
 
 def test_a_command_is_quiet_by_default_and_verbose_brings_the_libraries_logs_back():
-  quiet_run = _run(['scripts/run_ablation.py', '--help'])  # Importing it loads TensorFlow.
-  assert quiet_run.returncode == 0 and 'vivit-ablation' in quiet_run.stdout
+  quiet_run = _run(['scripts/prepare_data.py', '--help'])  # Importing it loads TensorFlow.
+  assert quiet_run.returncode == 0 and 'vivit-prepare-data' in quiet_run.stdout
   assert _noise(quiet_run.stderr) == [], quiet_run.stderr[-3000:]
-  verbose_run = _run(['scripts/run_ablation.py', '--verbose', '--help'])
-  assert verbose_run.returncode == 0 and 'vivit-ablation' in verbose_run.stdout
+  verbose_run = _run(['scripts/prepare_data.py', '--verbose', '--help'])
+  assert verbose_run.returncode == 0 and 'vivit-prepare-data' in verbose_run.stdout
   assert 'oneDNN' in verbose_run.stderr  # What the quiet run kept off the console, and this test's proof.
 
 

@@ -3,7 +3,7 @@ state (`state.py`), optimizer and schedules (`optim.py`), mixup and CutMix (`mix
 (`reporting.py`) and `--dry_run` (`dry_run.py`).
 
 The loop's names are loaded on first use, so that the train step, state and optimizer import without the loop's
-writers (clu's, which load TensorFlow): the model benchmark runs on accelerator machines without TensorFlow.
+own dependencies (Orbax, the data pipelines): the model benchmark imports only what it runs.
 """
 
 __all__ = ['Run', 'jitted_train_step', 'restore_or_initialise', 'setup', 'train', 'train_and_evaluate',

@@ -1,7 +1,8 @@
-"""What a run tells people and scripts: clu metric writers (TensorBoard events in the workdir and the console),
-progress (`Progress`: step, steps/s, ETA and the latest loss; on a terminal one line that updates in place, in a
-log one line every `log_summary_steps`), the parameter table (for a fresh run, or any run with VIVIT_VERBOSE=1,
-which `--verbose` sets), where the outputs are at the end (`format_locations`), and two JSON files in the workdir:
+"""What a run tells people and scripts: its scalars as TensorBoard events in the workdir and console lines
+(`summaries`, which loads no TensorFlow), progress (`Progress`: step, steps/s, ETA and the latest loss; on a
+terminal one line that updates in place, in a log one line every `log_summary_steps`), the parameter table (for a
+fresh run, or any run with VIVIT_VERBOSE=1, which `--verbose` sets), where the outputs are at the end
+(`format_locations`), and two JSON files in the workdir:
 
 - `config.json`: the full validated config of the run;
 - `results.json`: {'status', 'step', 'num_training_steps', 'wall_time_s', 'model', 'metrics': {name: last value}},
@@ -26,9 +27,10 @@ from typing import Any, Callable, Dict, Mapping, Optional, TextIO
 import jax
 import ml_collections
 import numpy as np
-from clu import metric_writers, parameter_overview
+from clu import parameter_overview
 
 from vivit_jax.eval.outputs import json_numbers, write_json
+from vivit_jax.train import summaries
 
 CONFIG_FILE = 'config.json'
 RESULTS_FILE = 'results.json'
@@ -212,9 +214,7 @@ class Reporter:
     self.is_main = jax.process_index() == 0
     self.events = None  # TensorBoard, also for steps/s (kept off the console, which has the progress line).
     if self.is_main and config.write_summary:
-      self.events = metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
-    console = metric_writers.AsyncWriter(metric_writers.LoggingWriter())
-    self.writer = metric_writers.MultiWriter([console] + ([self.events] if self.events else []))
+      self.events = summaries.open_events(workdir)
     self.progress = Progress(num_steps, start_step, config.log_summary_steps, stream)
     self._clear_filter = _ClearProgressLine(self.progress) if self.progress.tty else None
     for handler in logging.getLogger().handlers if self._clear_filter else ():
@@ -261,7 +261,9 @@ class Reporter:
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     """Writes scalars to the summaries and the results file."""
     scalars = {k: (v if isinstance(v, int) else float(v)) for k, v in scalars.items()}
-    self.writer.write_scalars(step, scalars)
+    summaries.log_scalars(step, scalars)
+    if self.events:
+      self.events.write_scalars(step, scalars)
     self.metrics.update(scalars)
     self.step = step
     if 'train/loss' in scalars:
@@ -283,11 +285,11 @@ class Reporter:
     return results
 
   def close(self) -> None:
-    self.writer.flush()  # The console lines are written (the progress line is cleared before each) ...
-    self.progress.close()  # ... then the progress line gets its newline.
+    self.progress.close()  # The progress line gets its newline.
     for handler in logging.getLogger().handlers if self._clear_filter else ():
       handler.removeFilter(self._clear_filter)
-    self.writer.close()
+    if self.events:
+      self.events.close()
 
 
 def format_results(results: Mapping[str, Any]) -> str:
