@@ -33,11 +33,16 @@ def _run(args, cwd):
   process = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
                            timeout=1200, check=False)
   assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+  return process
 
 
 def test_the_demo_keeps_the_readme_s_word(tmp_path):
   workdir = tmp_path / 'demo'
-  _run(['-m', 'vivit_jax.main', '--config=configs/synthetic.py', f'--workdir={workdir}'], cwd=ROOT)
+  process = _run(['-X', 'importtime', '-m', 'vivit_jax.main', '--config=configs/synthetic.py', f'--workdir={workdir}'],
+                 cwd=ROOT)
+  # Synthetic data and the run's summaries need no TensorFlow (train/summaries.py): it is never imported.
+  assert not re.search(r'\|\s*tensorflow$', process.stderr, re.M)
+  assert any(name.startswith('events.out.tfevents.') for name in os.listdir(workdir))
   with open(workdir / 'results.json') as f:
     results = json.load(f)
   accuracy = results['metrics']['valid/accuracy']
