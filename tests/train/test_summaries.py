@@ -63,3 +63,14 @@ def test_console_lines_are_clu_s(caplog):
     summaries.log_scalars(7, {'valid/loss': 0.123456789, 'valid/num_videos': 512, 'a': 1.0})
   assert caplog.messages == ['[7] a=1, valid/loss=0.123457, valid/num_videos=512']
 
+
+
+def test_a_remote_workdir_gets_tensorflow_s_writer(tmp_path, monkeypatch):
+  monkeypatch.setattr(summaries, 'is_remote', lambda path: True)  # tmp_path stands in for gs://...
+  events = summaries.open_events(str(tmp_path))
+  assert not isinstance(events, summaries.EventFile)
+  events.write_scalars(3, {'train/loss': 0.5})
+  events.close()
+  accumulator = event_accumulator.EventAccumulator(str(tmp_path))
+  accumulator.Reload()
+  assert [e.step for e in accumulator.Tensors('train/loss')] == [3]
