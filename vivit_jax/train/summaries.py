@@ -90,9 +90,6 @@ class EventFile:
               for k, v in scalars.items()]
     self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)))
 
-  def flush(self) -> None:
-    self._file.flush()
-
   def close(self) -> None:
     self._file.close()
 
