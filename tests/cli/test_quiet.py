@@ -140,12 +140,15 @@ def test_a_run_ends_with_its_results_and_where_its_outputs_are(tmp_path, capsys,
   monkeypatch.delenv(quiet.VERBOSE_ENV, raising=False)
   workdir = str(tmp_path / 'run')
   try:
-    main_lib.FLAGS(['vivit-train', f'--config={TINY}', f'--workdir={workdir}'])
+    # Parsed as the command parses it, which also replaces the config overrides an earlier in-process run of
+    # this worker left behind (custom_folder's epochs, say).
+    parse = main_lib._parse_flags  # pylint: disable=protected-access
+    argv = parse(['vivit-train', f'--config={TINY}', f'--workdir={workdir}'])
     with caplog.at_level(logging.INFO):
-      assert main_lib.main(['vivit-train']) == 0
+      assert main_lib.main(argv) == 0
       fresh = caplog.text
       caplog.clear()
-      assert main_lib.main(['vivit-train']) == 0  # A finished run: resumed at its last step.
+      assert main_lib.main(argv) == 0  # A finished run: resumed at its last step.
   finally:
     main_lib.FLAGS.unparse_flags()
   out = capsys.readouterr().out
