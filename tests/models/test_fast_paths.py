@@ -56,9 +56,9 @@ def _close(a, b, tol):
     np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize('kind,levers', [(kind, ('chunked',)) for kind in VARIANTS[2:]]
-                         + [('factorized_encoder', ('chunked', 'pad_once')),
-                            ('spacetime', ('chunked', 'fused', 'remat', 'pad_once'))])
+@pytest.mark.parametrize('kind,levers', [(kind, ('chunked', 'einsum')) for kind in VARIANTS[2:]]
+                         + [('factorized_encoder', ('chunked', 'einsum', 'pad_once')),
+                            ('spacetime', ('chunked', 'einsum', 'fused', 'remat', 'pad_once'))])
 def test_every_lever_gives_the_plain_paths_logits_and_gradients(kind, levers):
   plain = tiny_config(kind, model__attention_implementation='xla', model__fused_qkv=False)
   video = jax.random.uniform(jax.random.PRNGKey(0), (2, 4, 16, 16, 3), minval=-1, maxval=1)
@@ -66,6 +66,7 @@ def test_every_lever_gives_the_plain_paths_logits_and_gradients(kind, levers):
   params = jax.tree_util.tree_map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
   want = _logits_and_grads(plain, params, video)
   overrides = {'chunked': ['model.attention_implementation=chunked'], 'fused': ['model.fused_qkv=True'],
+               'einsum': ['model.attention_implementation=einsum'],
                'remat': ['model.remat=True', 'model.remat_policy=dots_saveable'],
                'pad_once': ['model.attention_padding=once']}  # 33 tokens -> 40 (Model 2: 17 -> 24 and 3 -> 8).
   for lever in levers:
@@ -73,7 +74,8 @@ def test_every_lever_gives_the_plain_paths_logits_and_gradients(kind, levers):
 
 
 @pytest.mark.parametrize('kind,overrides', [
-    ('spacetime', ()),  # The CPU's defaults: fused QKV, chunked attention.
+    ('spacetime', ()),  # The CPU's defaults: fused QKV, einsum attention (tiny scores).
+    ('spacetime', ('model.attention_implementation=chunked',)),
     ('spacetime', ('model.fused_qkv=False', "model.classifier='0'", 'model.remat=True',
                    'model.attention_implementation=xla', 'model.attention_padding=once')),
     ('factorized_encoder', ('model.representation_size=6',))])
@@ -141,10 +143,30 @@ def test_query_key_and_value_are_one_matmul_on_the_cpu_and_three_elsewhere_unles
   assert not blocks.fuse_qkv(None) and blocks.fuse_qkv(True)
 
 
-def test_the_cpu_picks_chunked_attention_and_a_config_can_force_xla():
-  q = jnp.zeros((1, 5, 2, 8))
-  assert attention.attention_backend(None, q) == 'chunked'
-  assert attention.attention_backend('xla', q) == 'xla'
+def test_the_cpu_picks_einsum_attention_where_the_scores_fit_one_chunk_else_chunked_and_a_config_can_force_xla(
+    monkeypatch):
+  assert chunked_attention.GROUP_BYTES == 6 << 20
+  fits = jax.ShapeDtypeStruct((2, 512, 3, 64), jnp.float32)  # Scores: 4 * 2 * 3 * 512 * 512 bytes = 6 MiB.
+  over = jax.ShapeDtypeStruct((2, 513, 3, 64), jnp.float32)
+  assert attention.attention_backend(None, fits) == 'einsum'
+  assert attention.attention_backend(None, over) == 'chunked'
+  assert attention.attention_backend('xla', fits) == 'xla' and attention.attention_backend('chunked', fits) == 'chunked'
+  # What a model runs, as the benchmarks report it: tracing records each encoder's pick, in order.
+  config = tiny_config('factorized_encoder')
+  config.model.last_block_class_token_only = False  # Else its one block per encoder is the class token's einsums.
+  model, video = create_model(config), jax.ShapeDtypeStruct((2, 4, 16, 16, 3), jnp.float32)
+
+  def traced():
+    with attention.recorded_backends() as used:
+      jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v), video)
+    return used
+
+  assert traced() == ['einsum']
+  # Spatial scores: 4 bytes * (2 clips * 2 frames) * 2 heads * 17 * 17; temporal: 4 * 2 * 2 * 3 * 3 = 144.
+  monkeypatch.setattr(chunked_attention, 'GROUP_BYTES', 144)
+  assert traced() == ['chunked', 'einsum']
+  monkeypatch.setattr(chunked_attention, 'GROUP_BYTES', 143)
+  assert traced() == ['chunked']
 
 
 def test_a_symbolic_batch_takes_xla_attention_so_that_export_works():
@@ -196,8 +218,8 @@ def test_chunked_attention_drops_the_weights_the_einsum_path_drops_in_values_and
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_training_with_attention_dropout_takes_the_chunked_path_on_the_cpu():
-  config = tiny_config('spacetime', model__attention_dropout_rate=0.2)
+def test_training_with_attention_dropout_keeps_the_chunked_path():
+  config = tiny_config('spacetime', model__attention_dropout_rate=0.2, model__attention_implementation='chunked')
   model = create_model(config)
   video = jnp.zeros((2, 4, 16, 16, 3))
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0), video)['params']  # Lowered, not run.

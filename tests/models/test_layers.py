@@ -100,9 +100,9 @@ def test_padded_attention_masks_the_padding_in_values_and_gradients():
   assert padded(q[:, :8], k[:, :8], v[:, :8]).shape == (2, 8, 2, 8)  # Already a multiple: no padding.
 
 
-def test_attention_backend_is_chunked_on_the_cpu_and_honours_the_config():
+def test_attention_backend_honours_the_config():
   q = jnp.zeros((1, 5, 2, 64), jnp.bfloat16)
-  assert attention.attention_backend(None, q) == 'chunked'  # The tests run on CPU.
+  assert attention.attention_backend(None, q) == 'einsum'  # The tests run on CPU; these scores are tiny.
   assert attention.attention_backend('cudnn', q) == 'cudnn'
   assert attention.attention_backend('xla', q) == 'xla'
 

@@ -131,7 +131,7 @@ def get_model_config():
   m.remat_policy = _placeholder(str)  # With remat: what each block keeps (a jax.checkpoint_policies name).
   m.fused_qkv = _placeholder(bool)  # One matmul for query, key and value (True) or three (False), same parameters
   #                                   and function; None: one on the CPU, three on GPUs and TPUs.
-  m.attention_implementation = _placeholder(str)  # None: picked per backend; 'xla', 'cudnn' or 'chunked'.
+  m.attention_implementation = _placeholder(str)  # None: picked per backend; 'xla', 'cudnn', 'chunked' or 'einsum'.
   m.attention_padding = 'auto'  # cuDNN's padding of tokens: 'auto', 'once' (per encoder) or 'per_layer'.
   m.last_block_class_token_only = True  # With classifier 'token' or '0', each encoder's last block computes only
   #                                       the class token, the one the head reads: same logits, fewer FLOPs.

@@ -68,7 +68,7 @@ CHOICES = {
     'model.temporal_encoding_config.method': ('3d_conv', 'temporal_sampling'),
     'model.temporal_encoding_config.kernel_init_method': (
         None, 'central_frame_initializer', 'average_frame_initializer', 'average_arp_frame_initializer'),
-    'model.attention_implementation': (None, 'xla', 'cudnn', 'chunked'),
+    'model.attention_implementation': (None, 'xla', 'cudnn', 'chunked', 'einsum'),
     'model.attention_padding': ('auto', 'once', 'per_layer'),
     'model.remat_policy': (None, 'nothing_saveable', 'dots_saveable', 'dots_with_no_batch_dims_saveable',
                            'everything_saveable'),

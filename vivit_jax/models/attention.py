@@ -2,12 +2,14 @@
 
 - `dot_product_attention`: full attention over axis 1 of `[B, L, h, dh]`; with attention dropout in training,
   chunked attention drops inside its loop and the others take the einsum path. `attention_backend` picks the
-  implementation when the config names none: on CUDA GPUs for bf16/fp16, cuDNN's fused flash attention through `jax.nn.dot_product_attention` (JAX itself defaults to XLA,
-  which materialises the [L, L] scores); on the CPU, `chunked_attention` (one (example, head) group at a time,
-  recomputed in the backward pass: 1.6x flax's einsum attention forward and backward at [4, 785, 6, 64]); XLA
-  elsewhere. cuDNN needs even sequence lengths in training (ViViT's are odd: patches plus a class token), so
-  its inputs are padded to a multiple of 8 and the padding masked out: in each layer, or once for the whole
-  encoder (`encoder_padding`), which then passes `valid_length` and the attention only masks.
+  implementation when the config names none: on CUDA GPUs for bf16/fp16, cuDNN's fused flash attention through
+  `jax.nn.dot_product_attention` (JAX itself defaults to XLA, which materialises the [L, L] scores); on the
+  CPU, `chunked_attention` (one (example, head) group at a time, recomputed in the backward pass: 1.6x flax's
+  einsum attention forward and backward at [4, 785, 6, 64]) unless all the scores fit in one of its chunks,
+  where flax's einsums are quicker (nothing recomputed); XLA elsewhere. cuDNN needs even sequence lengths in
+  training (ViViT's are odd: patches plus a class token), so its inputs are padded to a multiple of 8 and the
+  padding masked out: in each layer, or once for the whole encoder (`encoder_padding`), which then passes
+  `valid_length` and the attention only masks.
 - `axis_attention`: attention along the time (1) or space (2) axis of `[B, T, S, h, dh]`; space reuses the fused
   kernel with frames folded into the batch (a free reshape), time uses batched einsums so no transpose of the
   activations is materialised.
@@ -15,15 +17,16 @@
   over space, the outputs are concatenated back before the output projection.
 """
 
-from typing import Optional
+import contextlib
+from typing import Iterator, List, Optional
 
 import jax
 import jax.numpy as jnp
 
 from vivit_jax.models import dropout
-from vivit_jax.models.chunked_attention import chunked_attention
+from vivit_jax.models import chunked_attention as chunking
 
-IMPLEMENTATIONS = ('xla', 'cudnn', 'chunked')
+IMPLEMENTATIONS = ('xla', 'cudnn', 'chunked', 'einsum')
 PADDINGS = ('auto', 'once', 'per_layer')  # `model.attention_padding`: see encoder_padding.
 
 
@@ -62,16 +65,44 @@ def _on_cuda() -> bool:
     return False
 
 
+_recording: List[List[str]] = []  # The lists `recorded_backends` blocks fill, innermost last.
+
+
+@contextlib.contextmanager
+def recorded_backends() -> Iterator[List[str]]:
+  """A list of the attention backends (in first-use order) that the attention functions here use while
+  tracing inside the block: what a model really runs (the choice depends on each
+  encoder's shapes), for the benchmarks to report."""
+  used: List[str] = []
+  _recording.append(used)
+  try:
+    yield used
+  finally:
+    _recording.remove(used)
+
+
+def _note(backend: str) -> str:
+  for used in _recording:
+    if backend not in used:
+      used.append(backend)
+  return backend
+
+
 def attention_backend(implementation: Optional[str], q) -> str:
   """`implementation` if given (one of IMPLEMENTATIONS); else 'cudnn' on a CUDA GPU for bf16/fp16 inputs whose
-  head dim cuDNN's flash kernel takes (a multiple of 8, at most 128), 'chunked' on the CPU for inputs of known
-  shape, else 'xla'."""
+  head dim cuDNN's flash kernel takes (a multiple of 8, at most 128); on the CPU, for inputs of known shape,
+  'einsum' when all the float32 scores fit in one chunk of chunked attention (`chunking.GROUP_BYTES`: its loop
+  would run once, and recompute the probabilities in the backward pass for nothing), else 'chunked'; else
+  'xla'. The shapes are those traced: under a sharded jit, the global batch's."""
   if implementation is not None:
     return implementation
   head_dim = q.shape[-1]
   if q.dtype in (jnp.bfloat16, jnp.float16) and head_dim % 8 == 0 and head_dim <= 128 and _on_cuda():
     return 'cudnn'
   if jax.default_backend() == 'cpu' and all(isinstance(n, int) for n in q.shape):
+    b, length, heads = q.shape[:3]
+    if 4 * b * heads * length * length <= chunking.GROUP_BYTES:
+      return 'einsum'
     return 'chunked'  # Its loop needs a known number of (example, head) pairs: not a symbolic batch (export).
   return 'xla'
 
@@ -84,7 +115,7 @@ def encoder_padding(padding: str, backend: str, length: int) -> int:
     (ViViT-B/16x2 Model 1: 3137 -> 3144 tokens; Model 2's spatial encoder 197 -> 200); otherwise
     per layer (Model 2's temporal encoder: 17 -> 24 tokens would be 41% more rows in its MLPs). Padding once
     saves a pad of q, k and v and a slice of the output in every layer, forward and backward.
-  - 'once' always pads to the cuDNN multiple; the attention must mask (xla or cudnn, not chunked).
+  - 'once' always pads to the cuDNN multiple; the attention must mask (xla, cudnn or einsum, not chunked).
   """
   if padding not in PADDINGS:
     raise ValueError(f'unknown attention padding {padding!r}; expected one of {PADDINGS}')
@@ -94,7 +125,7 @@ def encoder_padding(padding: str, backend: str, length: int) -> int:
   if padding == 'once':
     if backend == 'chunked':
       raise ValueError("model.attention_padding='once' needs attention that masks padding "
-                       "(model.attention_implementation 'xla' or 'cudnn'); chunked attention does not")
+                       "(model.attention_implementation 'xla', 'cudnn' or 'einsum'); chunked attention does not")
     return pad
   return pad if backend == 'cudnn' and pad * 64 <= length else 0
 
@@ -123,26 +154,29 @@ def dot_product_attention(q, k, v, *, dropout_rate: float = 0.0, dropout_rng=Non
                           valid_length: Optional[int] = None):
   """Self-attention over axis 1 of `[B, L, h, dh]` inputs; returns `[B, L, h, dh]`. With `valid_length`, the
   tokens from it on are the encoder's padding (`encoder_padding`): no token attends to them."""
-  backend = attention_backend(implementation, q)
+  backend = _note(attention_backend(implementation, q))
   if valid_length is not None and backend == 'chunked':
-    raise ValueError('padded tokens need attention that masks them (xla or cudnn), not chunked')
+    raise ValueError('padded tokens need attention that masks them (xla, cudnn or einsum), not chunked')
+  if backend == 'einsum':
+    return _einsum_attention(q, k, v, 1, dropout_rate, dropout_rng, deterministic, valid_length)
   if not deterministic and dropout_rate > 0.0:
     if backend == 'chunked' and dropout_rng is not None:
-      return chunked_attention(q, k, v, dropout_rate, dropout_rng)
+      return chunking.chunked_attention(q, k, v, dropout_rate, dropout_rng)
     return _einsum_attention(q, k, v, 1, dropout_rate, dropout_rng, deterministic, valid_length)  # Or its error.
   if valid_length is not None:
     return masked_attention(q, k, v, backend, valid_length)
   if backend == 'cudnn':
     return padded_attention(q, k, v, backend, CUDNN_LENGTH_MULTIPLE)
   if backend == 'chunked':
-    return chunked_attention(q, k, v)
+    return chunking.chunked_attention(q, k, v)
   return jax.nn.dot_product_attention(q, k, v, implementation=backend)
 
 
 def few_query_attention(q, k, v, *, valid_length: Optional[int] = None):
   """Attention of a few queries `[B, Lq, h, dh]` over keys and values `[B, L, h, dh]` (an encoder's last
   block when only its class token is read): einsums, whose `[B, h, Lq, L]` scores are small. Keys from
-  `valid_length` on (padding) get no weight."""
+  `valid_length` on (padding) get no weight. Recorded as 'einsum' (`recorded_backends`)."""
+  _note('einsum')
   return _einsum_attention(q, k, v, 1, 0.0, None, True, valid_length)
 
 
@@ -156,6 +190,7 @@ def axis_attention(q, k, v, axis: int, *, dropout_rate: float = 0.0, dropout_rng
                                  deterministic=deterministic, implementation=implementation).reshape(q.shape)
   if axis != 1:
     raise ValueError(f'axis_attention attends along axis 1 (time) or 2 (space), got axis {axis}')
+  _note('einsum')
   return _einsum_attention(q, k, v, 1, dropout_rate, dropout_rng, deterministic)
 
 

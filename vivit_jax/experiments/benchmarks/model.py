@@ -284,12 +284,14 @@ def hf_logit_difference(config: ml_collections.ConfigDict, batch_size: int = 2) 
 
 
 def _attention_backend(config: ml_collections.ConfigDict) -> str:
-  """The attention implementation the model will use here ('cudnn' or 'xla')."""
+  """The attention implementations the model runs here at the benchmark's batch, as tracing it records them
+  (e.g. 'cudnn, einsum': the last block's class-token-only attention is einsums)."""
   from vivit_jax.models import attention  # pylint: disable=g-import-not-at-top
-  m = config.model
-  heads = m.spatial_transformer.num_heads if m.attention_config.type == 'factorized_encoder' else m.num_heads
-  probe = jnp.zeros((1, 1, 1, m.hidden_size // heads), jnp.dtype(config.model_dtype_str))
-  return attention.attention_backend(m.attention_implementation, probe)
+  model = create_model(config)
+  video = jax.ShapeDtypeStruct((config.batch_size, *input_shape(config)[1:]), jnp.float32)
+  with attention.recorded_backends() as used:
+    jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v, train=False), video)
+  return ', '.join(used)
 
 
 def _in_child(fn: Callable[..., Any], *args) -> Any:
