@@ -16,7 +16,8 @@ highest matmul precision, on the same random weights and clips.
   vivit-gpu-check [--frames=8] [--crop=64] [--layers=4] [--variants=a,b] [--json] [--config.KEY=VALUE ...]
 
 Prints one row per variant: the attention backend, max |logit difference| (logits of order 1), and the cosine
-similarity of the two gradients. On CPU the bfloat16 run uses chunked attention; the check still runs.
+similarity of the two gradients. On CPU the bfloat16 run uses the CPU's attention (einsum or chunked); the
+check still runs.
 --config.KEY=VALUE changes the bfloat16 model only: --config.model.attention_padding=once checks cuDNN's masked
 path (one padding for all layers), which 'auto' takes at 224-pixel sizes but not at these small ones.
 """
