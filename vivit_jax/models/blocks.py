@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from vivit_jax.models import attention as attn
 from vivit_jax.models.dropout import Dropout
+from vivit_jax.models.layer_norm import LayerNorm
 
 ATTENTION_KERNEL_INITS = {'xavier': nn.initializers.xavier_uniform(), 'zero': nn.initializers.zeros}
 _AXIS = {'time': 1, 'space': 2}
@@ -150,7 +151,7 @@ class _ResidualBlock(nn.Module):
     return x + jnp.where(keep, branch / (1.0 - self.droplayer_p), 0.0).astype(branch.dtype)
 
   def layer_norm(self, name: str):
-    return nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32, name=name)
+    return LayerNorm(dtype=self.dtype, param_dtype=jnp.float32, name=name)
 
   def mlp(self, x, norm_name: str, mlp_name: str, deterministic: bool):
     y = self.layer_norm(norm_name)(x)

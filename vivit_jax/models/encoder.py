@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from vivit_jax.models import attention as attn
 from vivit_jax.models import blocks
 from vivit_jax.models.dropout import Dropout
+from vivit_jax.models.layer_norm import LayerNorm
 
 BLOCKS = ('spacetime', 'factorized_self_attention_block', 'factorized_dot_product_attention')
 
@@ -109,4 +110,4 @@ class Encoder(nn.Module):
     keep = length if self.output_tokens is None else self.output_tokens
     if x.shape[1] != keep:
       x = x[:, :keep]
-    return nn.LayerNorm(dtype=jnp.float32, param_dtype=jnp.float32, name='encoder_norm')(x)
+    return LayerNorm(dtype=jnp.float32, param_dtype=jnp.float32, name='encoder_norm')(x)
