@@ -1,4 +1,4 @@
-"""models/layer_norm.py: flax's LayerNorm forward pass to the bit, its derivative by hand."""
+"""models/layer_norm.py: flax's LayerNorm forward pass to the bit, its derivative by hand on the CPU."""
 
 import flax.linen as nn
 import jax
@@ -6,13 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vivit_jax.models import layer_norm
 from vivit_jax.models.layer_norm import LayerNorm
 
 
+@pytest.mark.parametrize('backend', ['cpu', 'gpu'])  # By hand on the CPU, automatically elsewhere.
 @pytest.mark.parametrize('dtype,x_dtype,grad_tol', [
     (jnp.float32, jnp.float32, 1e-6), (None, jnp.float32, 1e-6),
     (jnp.bfloat16, jnp.bfloat16, 1e-2), (jnp.float32, jnp.bfloat16, 1e-2)])
-def test_same_parameters_and_outputs_as_flax_and_the_same_gradients(dtype, x_dtype, grad_tol):
+def test_same_parameters_and_outputs_as_flax_and_the_same_gradients(dtype, x_dtype, grad_tol, backend, monkeypatch):
+  monkeypatch.setattr(layer_norm, 'hand_written_backward', lambda: backend == 'cpu')
   x = (3.0 * jax.random.normal(jax.random.PRNGKey(0), (3, 5, 48)) + 1.0).astype(x_dtype)
   ours, flax_ln = LayerNorm(dtype=dtype), nn.LayerNorm(dtype=dtype, param_dtype=jnp.float32)
   params = flax_ln.init(jax.random.PRNGKey(1), x)
@@ -41,3 +44,12 @@ def test_a_constant_row_normalises_to_the_bias_with_finite_gradients():
   np.testing.assert_allclose(module.apply(params, x)[0], 0.5)
   grads = jax.grad(lambda v: jnp.sum(module.apply(params, v) ** 3))(x)
   assert np.isfinite(np.asarray(grads)).all()
+
+
+def test_the_cpu_differentiates_by_hand_and_other_backends_automatically(monkeypatch):
+  x = jnp.ones((2, 8))
+  params = LayerNorm().init(jax.random.PRNGKey(0), x)
+  jaxpr = lambda: str(jax.make_jaxpr(lambda v: LayerNorm().apply(params, v))(x))  # Before differentiation.
+  assert layer_norm.hand_written_backward() and 'name=layer_norm' in jaxpr()  # The tests run on the CPU.
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert not layer_norm.hand_written_backward() and 'custom_vjp_call' not in jaxpr()
