@@ -169,6 +169,15 @@ def test_the_cpu_picks_einsum_attention_where_the_scores_fit_one_chunk_else_chun
   assert traced() == ['chunked']
 
 
+def test_nested_recordings_each_keep_recording_until_their_own_block_ends():
+  with attention.recorded_backends() as outer:
+    attention.few_query_attention(*[jnp.zeros((1, 1, 1, 4))] * 3)
+    with attention.recorded_backends() as inner:  # Equal to the outer list when it starts recording.
+      attention.few_query_attention(*[jnp.zeros((1, 1, 1, 4))] * 3)
+    attention.dot_product_attention(*[jnp.zeros((1, 2, 1, 4))] * 3, implementation='xla')
+  assert outer == ['einsum', 'xla'] and inner == ['einsum']
+
+
 def test_a_symbolic_batch_takes_xla_attention_so_that_export_works():
   q = jax.ShapeDtypeStruct(jax.export.symbolic_shape('b, 5, 2, 8'), jnp.float32)
   assert attention.attention_backend(None, q) == 'xla'

@@ -78,7 +78,7 @@ def recorded_backends() -> Iterator[List[str]]:
   try:
     yield used
   finally:
-    _recording.remove(used)
+    _recording[:] = [other for other in _recording if other is not used]  # By identity: equal lists may nest.
 
 
 def _note(backend: str) -> str:
