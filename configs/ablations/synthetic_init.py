@@ -15,11 +15,11 @@ effects):
 
 Paths are relative to the working directory (run both from the repository root). The result (2 CPU cores, one
 device; deterministic on one machine; docs/ablations/synthetic_init.md):
-  image ViT, 1500 steps of 128 frames (33 s): validation cell accuracy 0.925, cell F1 0.70, frames all-right 0.012.
-  valid/accuracy (512 clips) at step      100    200    300    400   (the three runs: 74 s with evaluation)
+  image ViT, 1500 steps of 128 frames (28 s): validation cell accuracy 0.924, cell F1 0.70, frames all-right 0.006.
+  valid/accuracy (512 clips) at step      100    200    300    400   (the three runs: 57 s with evaluation)
     random                              0.125  0.215  0.434  0.438
-    central_frame                       0.215  0.398  0.607  0.664
-    average_frame                       0.197  0.639  0.809  0.842
+    central_frame                       0.242  0.682  0.852  0.889
+    average_frame                       0.264  0.604  0.756  0.783
   A first attempt, pretraining on patch-sized cells (`--grid=4`: 0.975 cell accuracy), gave central_frame
   0.342 / 0.398 / 0.410 at steps 200 / 300 / 400: ahead early, behind random by step 400. Features that place
   the squares finer than a patch are what the temporal encoder needs to read a 4-pixel displacement.

@@ -7,7 +7,11 @@
 - configs/ablations/synthetic_init.py: a ViViT initialised from an image ViT pretrained by
   scripts/pretrain_image_vit.py (central-frame inflation) is ahead of random initialisation at equal steps.
 
-These are the slowest tests of the suite (about two minutes each on two cores): they train the demos for real.
+Each sweep's final accuracies must also be within 0.05 of the bold numbers of the README's tables (the demo's
+within 0.02 of its stated accuracy): the initialisation table once kept numbers from an older pretrained image ViT
+(central frame 66.4% where a fresh run gave 88.9%), which nothing caught.
+
+These are the slowest tests of the suite (one to two minutes each on two cores): they train the demos for real.
 The thresholds leave wide margins around the README's numbers, which are deterministic on one machine but may
 move a little with another CPU's floating point.
 """
@@ -25,6 +29,15 @@ from vivit_jax.train import reporting
 ROOT = str(paths.ROOT)
 MODELS = ('model1_spatiotemporal', 'model2_factorised_encoder', 'model3_factorised_self_attention',
           'model4_factorised_dot_product')
+# The README's rows of each sweep entry. Their last (bold) column must stay within README_TOLERANCE of what the
+# run gives: a change that moves a result has to move the README with it.
+README_ROWS = {'model1_spatiotemporal': 'Model 1, spatio-temporal',
+               'model2_factorised_encoder': 'Model 2, factorised encoder',
+               'model3_factorised_self_attention': 'Model 3, factorised self-attention',
+               'model4_factorised_dot_product': 'Model 4, factorised dot-product',
+               'average_pool_baseline': 'Average-pool baseline (spatial only)', 'random': 'random initialisation',
+               'central_frame': 'image ViT, central frame'}
+README_TOLERANCE = 0.05
 
 
 def _run(args, cwd):
@@ -53,6 +66,19 @@ def test_the_demo_keeps_the_readme_s_word(tmp_path):
   assert results['metrics']['test/accuracy'] >= 0.95, results
 
 
+def _readme_final_accuracy(name):
+  """The bold last accuracy (a fraction) of sweep entry `name`'s row in the README's tables."""
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    row = re.search(r'^\| ' + re.escape(README_ROWS[name]) + r' \|.*?\*\*([\d.]+)\*\*', f.read(), re.M)
+  assert row, f'no README row for {name!r}'
+  return float(row.group(1)) / 100
+
+
+def _assert_readme_agrees(accuracy):
+  claimed = {name: _readme_final_accuracy(name) for name in accuracy}
+  assert all(abs(accuracy[name] - claimed[name]) <= README_TOLERANCE for name in accuracy), (accuracy, claimed)
+
+
 def _accuracies(workdir):
   with open(os.path.join(workdir, 'ablation.csv')) as f:
     return {row['name']: float(row['valid/accuracy']) for row in csv.DictReader(f)}
@@ -67,6 +93,7 @@ def test_models_1_to_4_learn_the_direction_of_motion_and_the_average_pool_baseli
   for name in MODELS:
     assert accuracy[name] >= 0.9, (name, accuracy)
   assert accuracy['average_pool_baseline'] <= 0.55, accuracy
+  _assert_readme_agrees(accuracy)
   with open(os.path.join(workdir, 'ablation.md')) as f:
     assert '## valid/accuracy (%) by training step' in f.read()
   assert os.path.getsize(os.path.join(workdir, 'ablation.png')) > 0
@@ -82,6 +109,7 @@ def test_central_frame_initialisation_from_the_pretrained_image_vit_is_ahead_of_
         '--only=random,central_frame'], cwd=str(tmp_path))
   accuracy = _accuracies(workdir)
   assert accuracy['central_frame'] > accuracy['random'] + 0.03, accuracy
+  _assert_readme_agrees(accuracy)
   curves = {name: dict(reporting.read_history(os.path.join(workdir, name))['valid/accuracy'])
             for name in ('random', 'central_frame')}
   assert sorted(curves['random']) == sorted(curves['central_frame']) == [100, 200, 300, 400]
