@@ -5,9 +5,12 @@ compiling is most of their time. LLVM's optimisations are off (`--xla_backend_op
 tests/models/test_models.py and tests/train/test_step.py, 163 s -> 96 s on 2 cores), and fused elementwise code
 comes from XLA's older LLVM emitters instead of its MLIR fusion emitters (`--xla_cpu_use_fusion_emitters=false`:
 a tiny train step compiles in 0.4-0.7 s instead of 1.0-1.7 s; tests/train/test_loop.py 106 s -> 78 s on one
-worker). The graph-level (HLO) passes are a default compile's (float results may differ in their last bits, as
-between CPUs); the README demos' runs (tests/experiments/test_demos.py) start without the tests' XLA_FLAGS and
-compile as users' runs do. A flag set in XLA_FLAGS beforehand is kept.
+worker), and each program's machine code is generated as one LLVM module instead of XLA's default split into
+several compiled in parallel (`--xla_cpu_parallel_codegen_split_count=1`: a split's fixed cost outweighs its
+parallelism for tiny programs on 2 cores; tests/train, tests/models and tests/serving 166-167 s -> 152-158 s on 2
+workers, alternated runs). The graph-level (HLO) passes are a default compile's (float results may differ in their
+last bits, as between CPUs); the README demos' runs (tests/experiments/test_demos.py) start without the tests'
+XLA_FLAGS and compile as users' runs do. A flag set in XLA_FLAGS beforehand is kept.
 
 Compiled programs are shared through JAX's persistent compilation cache in a directory made for this run
 (inherited by pytest-xdist's workers and by the commands the tests start, removed when the run ends): many tests
@@ -22,7 +25,7 @@ import tempfile
 os.environ['JAX_PLATFORMS'] = 'cpu'
 os.environ['CUDA_VISIBLE_DEVICES'] = ''
 for _flag, _value in (('--xla_force_host_platform_device_count', '8'), ('--xla_backend_optimization_level', '0'),
-                      ('--xla_cpu_use_fusion_emitters', 'false')):
+                      ('--xla_cpu_use_fusion_emitters', 'false'), ('--xla_cpu_parallel_codegen_split_count', '1')):
   if _flag not in os.environ.get('XLA_FLAGS', ''):
     os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {_flag}={_value}".strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')

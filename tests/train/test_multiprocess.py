@@ -53,7 +53,8 @@ def _env(devices: int) -> Dict[str, str]:
   would send localhost through it)."""
   env = {k: v for k, v in os.environ.items() if not k.lower().endswith('_proxy')}
   env.update(JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0',
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0 '
+             '--xla_cpu_parallel_codegen_split_count=1',
              PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get('PYTHONPATH')) if p))
   return env
 
