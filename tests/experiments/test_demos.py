@@ -49,6 +49,11 @@ def _run(args, cwd):
   return process
 
 
+def _readme():
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    return f.read()
+
+
 def test_the_demo_keeps_the_readme_s_word(tmp_path):
   workdir = tmp_path / 'demo'
   process = _run(['-X', 'importtime', '-m', 'vivit_jax.main', '--config=configs/synthetic.py', f'--workdir={workdir}'],
@@ -60,22 +65,21 @@ def test_the_demo_keeps_the_readme_s_word(tmp_path):
     results = json.load(f)
   accuracy = results['metrics']['valid/accuracy']
   assert results['status'] == 'completed' and accuracy >= 0.95, results
-  with open(os.path.join(ROOT, 'README.md')) as f:
-    claimed = float(re.search(r'to (0\.\d+) `valid/accuracy`', f.read()).group(1))
+  claimed = float(re.search(r'to (0\.\d+) `valid/accuracy`', _readme()).group(1))
   assert abs(accuracy - claimed) <= 0.02, (accuracy, claimed)
   assert results['metrics']['test/accuracy'] >= 0.95, results
 
 
-def _readme_final_accuracy(name):
+def _readme_final_accuracy(readme, name):
   """The bold last accuracy (a fraction) of sweep entry `name`'s row in the README's tables."""
-  with open(os.path.join(ROOT, 'README.md')) as f:
-    row = re.search(r'^\| ' + re.escape(README_ROWS[name]) + r' \|.*?\*\*([\d.]+)\*\*', f.read(), re.M)
+  row = re.search(r'^\| ' + re.escape(README_ROWS[name]) + r' \|.*?\*\*([\d.]+)\*\*', readme, re.M)
   assert row, f'no README row for {name!r}'
   return float(row.group(1)) / 100
 
 
 def _assert_readme_agrees(accuracy):
-  claimed = {name: _readme_final_accuracy(name) for name in accuracy}
+  readme = _readme()
+  claimed = {name: _readme_final_accuracy(readme, name) for name in accuracy}
   assert all(abs(accuracy[name] - claimed[name]) <= README_TOLERANCE for name in accuracy), (accuracy, claimed)
 
 

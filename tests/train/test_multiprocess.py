@@ -52,9 +52,9 @@ def _env(devices: int) -> Dict[str, str]:
   """CPU only, `devices` simulated devices compiled as the tests compile (tests/conftest.py), and no proxy (gRPC
   would send localhost through it)."""
   env = {k: v for k, v in os.environ.items() if not k.lower().endswith('_proxy')}
+  flags = [f for f in env.get('XLA_FLAGS', '').split() if not f.startswith('--xla_force_host_platform_device_count')]
   env.update(JAX_PLATFORMS='cpu', CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0 '
-             '--xla_cpu_parallel_codegen_split_count=1',
+             XLA_FLAGS=' '.join([f'--xla_force_host_platform_device_count={devices}', *flags]),
              PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get('PYTHONPATH')) if p))
   return env
 
