@@ -45,11 +45,16 @@ def keep_mask(rng, shape, rate: float) -> jnp.ndarray:
 
   The index hashed is the flat index within axis 0 combined with the index along axis 0, so shapes of up to
   2^32 elements per leading row are distinct."""
+  return seeded_keep_mask(seeds(rng), shape, rate)
+
+
+def seeded_keep_mask(seed_words, shape, rate: float) -> jnp.ndarray:
+  """`keep_mask` from the seed words (`seeds`) of its rng."""
   shape = tuple(shape)
   lead, rest = (shape[0], shape[1:]) if shape else (1, ())
   inner = jax.lax.iota(jnp.uint32, int(np.prod(rest, dtype=np.int64))).reshape((1,) + rest)
   outer = jax.lax.iota(jnp.uint32, lead).reshape((lead,) + (1,) * len(rest))
-  return hashed_keep(seeds(rng), outer, inner, rate).reshape(shape)
+  return hashed_keep(seed_words, outer, inner, rate).reshape(shape)
 
 
 def scale_kept(x: jnp.ndarray, keep: jnp.ndarray, rate: float) -> jnp.ndarray:
@@ -59,9 +64,14 @@ def scale_kept(x: jnp.ndarray, keep: jnp.ndarray, rate: float) -> jnp.ndarray:
 
 def apply(x: jnp.ndarray, rate: float, rng) -> jnp.ndarray:
   """`x` with each element zeroed with probability `rate` and the rest scaled by 1 / (1 - rate)."""
+  return seeded_apply(x, rate, seeds(rng))
+
+
+def seeded_apply(x: jnp.ndarray, rate: float, seed_words) -> jnp.ndarray:
+  """`apply` from the seed words (`seeds`) of its rng."""
   if rate >= 1.0:
     return jnp.zeros_like(x)
-  return scale_kept(x, keep_mask(rng, x.shape, rate), rate)
+  return scale_kept(x, seeded_keep_mask(seed_words, x.shape, rate), rate)
 
 
 class Dropout(nn.Module):
