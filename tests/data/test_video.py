@@ -1,6 +1,7 @@
 """The tf.data pipeline over DMVR TFRecords: determinism, exact resume, disjoint processes, exact eval."""
 
 import os
+import threading
 
 import jax.numpy as jnp
 import numpy as np
@@ -159,6 +160,20 @@ def test_shard_scans_are_cached(data_dir, tmp_path, monkeypatch):
   assert os.path.exists(cache)
   monkeypatch.setattr(integrity, 'scan_shard', lambda path, kind: pytest.fail(f'{path} read again'))
   assert integrity.scan_shards(files, cache_path=cache) == first
+
+
+def test_the_first_unscanned_shard_is_read_on_the_calling_thread_and_the_rest_in_parallel(data_dir, tmp_path,
+                                                                                            monkeypatch):
+  # TensorFlow imports parts of tf.data on first use; threads doing that at once crashed the process now and then.
+  files = dmvr_records.resolve_table(data_dir, 'train@3')
+  scan, threads = integrity.scan_shard, {}
+  def recording(path, kind):
+    threads[path] = threading.current_thread()
+    return scan(path, kind)
+  monkeypatch.setattr(integrity, 'scan_shard', recording)
+  assert [s.records for s in integrity.scan_shards(files, cache_path=str(tmp_path / 'scans.json'))] == [10] * 3
+  assert threads[files[0]] is threading.current_thread()
+  assert all(threads[f] is not threading.current_thread() for f in files[1:])
 
 
 def test_multi_head_records_store_one_index_per_head(tmp_path):

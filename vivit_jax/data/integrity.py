@@ -200,10 +200,15 @@ def scan_shards(files: Sequence[str], kind: str = 'dmvr', cache_path: Optional[s
   scans = [_cached(cache.get(key)) for key in keys]
   missing = [i for i, scan in enumerate(scans) if scan is None]
   if missing:
-    with concurrent.futures.ThreadPoolExecutor(min(_PARALLEL_FILES, len(missing))) as pool:
-      for i, scan in zip(missing, pool.map(lambda i: scan_shard(files[i], kind), missing)):
+    # The first in this thread: TensorFlow imports parts of tf.data on first use (TFRecordDataset's reader), and
+    # several threads doing that at once crashed the process (a segmentation fault) now and then.
+    scans[missing[0]] = scan_shard(files[missing[0]], kind)
+    with concurrent.futures.ThreadPoolExecutor(max(1, min(_PARALLEL_FILES, len(missing) - 1))) as pool:
+      scans_rest = pool.map(lambda i: scan_shard(files[i], kind), missing[1:])
+      for i, scan in zip(missing[1:], scans_rest):
         scans[i] = scan
-        cache[keys[i]] = dataclasses.asdict(scan)
+    for i in missing:
+      cache[keys[i]] = dataclasses.asdict(scans[i])
     cache = {k: v for k, v in cache.items() if isinstance(v, dict) and tf.io.gfile.exists(str(v.get('path')))}
     try:
       os.makedirs(os.path.dirname(cache_path), exist_ok=True)
