@@ -5,6 +5,7 @@ import gzip
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -160,6 +161,8 @@ def test_the_cpu_benchmark_times_ours_the_reference_and_transformers_in_turn(cap
   out = capsys.readouterr().out
   assert 'flax reference' in out and 'transformers 5' in out and '% of matmul rate' in out
   assert 'vivit_jax vs the flax reference: train step' in out and 'vivit_jax vs transformers: inference' in out
+  assert re.search(r'minor page faults per step: vivit_jax \d+ MB, [\d,]+ faults; flax reference \d+ MB, '
+                   r'[\d,]+ faults; transformers [^;]+ [\d,]+ faults$', out, re.MULTILINE), out
 
 
 def test_cpu_benchmark_flags_are_checked():

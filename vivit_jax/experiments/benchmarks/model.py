@@ -117,6 +117,12 @@ class CompiledTrainStep:
                   + size('temp_size_in_bytes'))
     return per_device * len(self.mesh.local_devices)
 
+  def temp_bytes(self) -> Optional[int]:
+    """The compiler's size of the step's temporaries on one device (None where the backend gives none): on the
+    CPU fresh memory each call, every page of which costs a page fault when first written."""
+    analysis = self.compiled.memory_analysis()
+    return None if analysis is None else int(getattr(analysis, 'temp_size_in_bytes', 0) or 0)
+
   def runner(self) -> Callable[[], None]:
     """One train step on a constant batch per call, blocking until it is done (the state is carried along)."""
     holder = {'state': state_lib.create_state(self.init, self.shardings)}

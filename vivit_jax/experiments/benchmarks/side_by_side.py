@@ -7,7 +7,9 @@ column alike; the medians over the rounds are reported, with the ratios and the 
 rate (the float32 rate attainable here) each implementation reaches. The train steps are the same
 jitted `train.step` (AdamW, clipping, metrics; state donated) around each model; all models hold the same
 parameters, and the logits are compared before timing. FLOPs are 2 x the multiply-adds of `models/complexity.py`
-per clip, and a train step counts 3 x the forward pass.
+per clip, and a train step counts 3 x the forward pass. Each train step's compiled temporaries and the minor
+page faults the process takes per step (median) are reported too: XLA on the CPU takes the temporaries as fresh
+memory each call, so what a step keeps for its backward pass costs a fault per 4 KiB page.
 
 `SIZES` are the sizes the CPU comparison is quoted at: ViT-S-sized Models 1 and 2 (width 384, 6 layers, 6
 heads, 16x112x112 clips, 16x16 patches one frame deep: 785 tokens for Model 1; batch 4) and the demo's model
@@ -15,6 +17,7 @@ heads, 16x112x112 clips, 16x16 patches one frame deep: 785 tokens for Model 1; b
 """
 
 import os
+import resource
 import statistics
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -77,16 +80,24 @@ def _matmuls(config: ml_collections.ConfigDict) -> Dict[str, Tuple[Callable[[], 
           'matmul mlp': _matmul(config.batch_size * tokens, m.hidden_size, encoder.mlp_dim)}
 
 
-def _interleaved(fns: Dict[str, Callable[[], Any]], steps: int, warmup: int) -> Dict[str, float]:
-  """Median seconds of each blocking `fn`, calling them in turn for `steps` rounds after `warmup` rounds."""
-  times = {name: [] for name in fns}
+def _minor_faults() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _interleaved(fns: Dict[str, Callable[[], Any]], steps: int,
+                 warmup: int) -> Tuple[Dict[str, float], Dict[str, float]]:
+  """Median seconds and median minor page faults (the process's, `getrusage`) of each blocking `fn`, calling
+  them in turn for `steps` rounds after `warmup` rounds."""
+  times, faults = {name: [] for name in fns}, {name: [] for name in fns}
   for round_ in range(warmup + steps):
     for name, fn in fns.items():
-      start = time.perf_counter()
+      start, start_faults = time.perf_counter(), _minor_faults()
       fn()
       if round_ >= warmup:
         times[name].append(time.perf_counter() - start)
-  return {name: statistics.median(t) for name, t in times.items()}
+        faults[name].append(_minor_faults() - start_faults)
+  median = lambda values: {name: statistics.median(v) for name, v in values.items()}
+  return median(times), median(faults)
 
 
 def _forward(model, params, inputs) -> Callable[[], None]:
@@ -111,17 +122,19 @@ def side_by_side(config: ml_collections.ConfigDict, steps: int = 5, warmup: int 
   ours, reference = create_model(config), reference_model(config)
   inputs = jax.device_put(model_benchmark.constant_batch(config, config.batch_size)['inputs'])
   params = jax.jit(lambda x: ours.init(jax.random.PRNGKey(0), x, train=False)['params'])(inputs[:1])
+  steps_compiled = {'vivit_jax': model_benchmark.CompiledTrainStep(config),
+                    'flax reference': model_benchmark.CompiledTrainStep(config, reference)}
   fns = {'vivit_jax forward': _forward(ours, params, inputs),
          'flax reference forward': _forward(reference, params, inputs),
-         'vivit_jax train': model_benchmark.CompiledTrainStep(config).runner(),
-         'flax reference train': model_benchmark.CompiledTrainStep(config, reference).runner()}
+         'vivit_jax train': steps_compiled['vivit_jax'].runner(),
+         'flax reference train': steps_compiled['flax reference'].runner()}
   hf_name = None
   if huggingface and not model_benchmark.huggingface_comparison(config):
     hf_forward, hf_train, hf_name = model_benchmark.hf_runners(config)
     fns.update({f'{hf_name} forward': hf_forward, f'{hf_name} train': hf_train})
   matmuls = _matmuls(config)  # Timed in the same rounds: under the same load as the models.
   fns.update({name: fn for name, (fn, _) in matmuls.items()})
-  seconds = _interleaved(fns, steps, warmup)
+  seconds, faults = _interleaved(fns, steps, warmup)
   flops = 2e9 * complexity.config_gflops(config) * config.batch_size  # It counts multiply-adds.
   peak = max(f / seconds[name] for name, (_, f) in matmuls.items()) / 1e9
   rows = []
@@ -131,7 +144,10 @@ def side_by_side(config: ml_collections.ConfigDict, steps: int = 5, warmup: int 
                  'forward_clips_per_s': config.batch_size / forward_s,
                  'train_clips_per_s': config.batch_size / train_s,
                  'forward_of_peak': flops / forward_s / 1e9 / peak,
-                 'train_of_peak': 3 * flops / train_s / 1e9 / peak})
+                 'train_of_peak': 3 * flops / train_s / 1e9 / peak,
+                 'train_page_faults': faults[f'{name} train']})
+    if name in steps_compiled and steps_compiled[name].temp_bytes() is not None:
+      rows[-1]['train_temp_mb'] = steps_compiled[name].temp_bytes() / 1e6
   ratio = lambda key, other: seconds[f'{other} {key}'] / seconds[f'vivit_jax {key}']
   result = {'variant': complexity.variant_name(config), 'tokens': complexity.token_counts(config),
             'clip': 'x'.join(map(str, input_shape(config)[1:])), 'batch_size': config.batch_size,
@@ -157,6 +173,9 @@ def format_side_by_side(result: Dict[str, Any]) -> str:
                  f"{100 * r['forward_of_peak']:.1f}", f"{100 * r['train_of_peak']:.1f}"))
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = [head] + ['  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+  lines.append('train step temporaries (compiled) and minor page faults per step: ' + '; '.join(
+      f"{r['implementation']} " + (f"{r['train_temp_mb']:.0f} MB, " if 'train_temp_mb' in r else '')
+      + f"{r['train_page_faults']:,.0f} faults" for r in result['runs']))
   lines.append(f"vivit_jax vs the flax reference: train step {result['train_vs_reference']:.2f}x, inference "
                f"{result['forward_vs_reference']:.2f}x (same parameters: max |logit difference| "
                f"{result['max_abs_logit_diff_vs_reference']:.1e})")
