@@ -106,22 +106,26 @@ class CompiledTrainStep:
              for k, shape in _batch_shapes(config, config.batch_size).items()}
     self.compiled = step.lower(abstract, batch).compile()
 
-  def bytes_needed(self) -> Optional[int]:
-    """The compiler's estimate of the step's peak memory (arguments, outputs and temporaries) summed over this
-    process's devices; None where the backend gives none."""
+  def _memory(self, *names: str) -> Optional[int]:
+    """The sum of the compiler's memory sizes `names` (`memory_analysis()` fields, one device); None where the
+    backend gives none."""
     analysis = self.compiled.memory_analysis()
     if analysis is None:
       return None
-    size = lambda name: int(getattr(analysis, name, 0) or 0)
-    per_device = (size('argument_size_in_bytes') + size('output_size_in_bytes') - size('alias_size_in_bytes')
-                  + size('temp_size_in_bytes'))
-    return per_device * len(self.mesh.local_devices)
+    return sum(int(getattr(analysis, name, 0) or 0) for name in names)
+
+  def bytes_needed(self) -> Optional[int]:
+    """The compiler's estimate of the step's peak memory (arguments, outputs and temporaries) summed over this
+    process's devices; None where the backend gives none."""
+    per_device = self._memory('argument_size_in_bytes', 'output_size_in_bytes', 'temp_size_in_bytes')
+    if per_device is None:
+      return None
+    return (per_device - self._memory('alias_size_in_bytes')) * len(self.mesh.local_devices)
 
   def temp_bytes(self) -> Optional[int]:
     """The compiler's size of the step's temporaries on one device (None where the backend gives none): on the
     CPU fresh memory each call, every page of which costs a page fault when first written."""
-    analysis = self.compiled.memory_analysis()
-    return None if analysis is None else int(getattr(analysis, 'temp_size_in_bytes', 0) or 0)
+    return self._memory('temp_size_in_bytes')
 
   def runner(self) -> Callable[[], None]:
     """One train step on a constant batch per call, blocking until it is done (the state is carried along)."""

@@ -146,8 +146,9 @@ def side_by_side(config: ml_collections.ConfigDict, steps: int = 5, warmup: int 
                  'forward_of_peak': flops / forward_s / 1e9 / peak,
                  'train_of_peak': 3 * flops / train_s / 1e9 / peak,
                  'train_page_faults': faults[f'{name} train']})
-    if name in steps_compiled and steps_compiled[name].temp_bytes() is not None:
-      rows[-1]['train_temp_mb'] = steps_compiled[name].temp_bytes() / 1e6
+    temp = steps_compiled[name].temp_bytes() if name in steps_compiled else None
+    if temp is not None:
+      rows[-1]['train_temp_mb'] = temp / 1e6
   ratio = lambda key, other: seconds[f'{other} {key}'] / seconds[f'vivit_jax {key}']
   result = {'variant': complexity.variant_name(config), 'tokens': complexity.token_counts(config),
             'clip': 'x'.join(map(str, input_shape(config)[1:])), 'batch_size': config.batch_size,
