@@ -32,6 +32,7 @@ import numpy as np
 from vivit_jax import sharding
 from vivit_jax.config import load_config
 from vivit_jax.config.numbers import schedule_steps_per_epoch
+from vivit_jax.experiments.benchmarks import mfu
 from vivit_jax.experiments.benchmarks import profile as profile_lib
 from vivit_jax.models import complexity, create_model
 from vivit_jax.models.shapes import input_shape
@@ -335,34 +336,12 @@ def model_benchmark(config: ml_collections.ConfigDict, batch_size: Optional[int]
   if huggingface:
     extra['max_abs_logit_diff_vs_hf_f32'], hf_run = _in_child(_huggingface_side, config, steps, warmup, compile_hf)
     hf_runs.append(hf_run)
-  return add_mfu({'variant': complexity.variant_name(config),
+  return mfu.add_mfu({'variant': complexity.variant_name(config),
           'clip': 'x'.join(map(str, input_shape(config)[1:])),
           'tokens': complexity.token_counts(config), 'batch_size': config.batch_size,
           'dtype': config.model_dtype_str, 'attention': _attention_backend(config),
           'gflops_per_clip': complexity.summarize(config)['gflops'],
           'runs': [jax_benchmark(config, steps, warmup, forward, profile_dir)] + hf_runs, **extra})
-
-
-DENSE_BF16_TFLOPS = {'H100': 989.4, 'H200': 989.4, 'H800': 989.4, 'A100': 312.0, 'A800': 312.0, 'L4': 121.0,
-                     'TPU v4': 275.0, 'TPU v5 lite': 197.0, 'TPU v5p': 459.0, 'TPU v6 lite': 918.0}
-
-
-def dense_bf16_tflops(device_kind: str) -> Optional[float]:
-  """The card's dense (not sparse) bfloat16 peak in TFLOP/s, for the device kinds listed; None for others."""
-  return next((peak for name, peak in DENSE_BF16_TFLOPS.items() if name.lower() in device_kind.lower()), None)
-
-
-def add_mfu(result: Dict[str, Any]) -> Dict[str, Any]:
-  """Adds `forward_mfu` and `train_mfu` to each run on a device with a known peak: FLOPs are 2 x the
-  multiply-adds of models/complexity.py per clip (`gflops_per_clip` counts multiply-adds, as the paper does), and
-  a train step counts 3 x the forward pass."""
-  flops_per_clip = 2e9 * result['gflops_per_clip']
-  for run in result['runs']:
-    peak = dense_bf16_tflops(run['device'])
-    if peak and result['dtype'] == 'bfloat16':
-      run['forward_mfu'] = flops_per_clip * run['forward_clips_per_s'] / (peak * 1e12)
-      run['train_mfu'] = 3 * flops_per_clip * run['train_clips_per_s'] / (peak * 1e12)
-  return result
 
 
 def huggingface_comparison(config: ml_collections.ConfigDict) -> Optional[str]:
@@ -397,7 +376,7 @@ def format_model_benchmark(result: Dict[str, Any]) -> str:
                  f"{result['max_abs_logit_diff_vs_hf_f32']:.2e}")
   if any('train_mfu' in run for run in result['runs']):
     lines.append('MFU: 2 x the multiply-adds per clip (train step: 3 x forward) against the dense bfloat16 peak of '
-                 f"{dense_bf16_tflops(result['runs'][0]['device'])} TFLOP/s")
+                 f"{mfu.dense_bf16_tflops(result['runs'][0]['device'])} TFLOP/s")
   if 'profile' in result['runs'][0]:
     lines.append(profile_lib.format_summary(result['runs'][0]['profile']))
   return '\n'.join(lines)
