@@ -188,8 +188,8 @@ def test_mfu_counts_two_flops_per_multiply_add_and_three_forwards_per_train_step
   run = {'device': 'NVIDIA H100 80GB HBM3', 'forward_clips_per_s': 100.0, 'train_clips_per_s': 30.0,
          'implementation': 'vivit_jax', 'forward_s': 0.08, 'train_step_s': 0.27, 'peak_memory_gb': 11.0}
   result = mfu.add_mfu({'gflops_per_clip': 451.5, 'dtype': 'bfloat16', 'runs': [run],
-                                    'variant': 'spacetime', 'clip': '32x224x224x3', 'tokens': '3137',
-                                    'batch_size': 8, 'attention': 'cudnn'})
+                        'variant': 'spacetime', 'clip': '32x224x224x3', 'tokens': '3137',
+                        'batch_size': 8, 'attention': 'cudnn'})
   assert abs(run['forward_mfu'] - 2 * 451.5e9 * 100 / 989.4e12) < 1e-9
   assert abs(run['train_mfu'] - 3 * 2 * 451.5e9 * 30 / 989.4e12) < 1e-9
   assert 'MFU train' in model_benchmark.format_model_benchmark(result) and '989.4 TFLOP/s' in \

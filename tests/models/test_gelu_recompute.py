@@ -1,5 +1,6 @@
 """MlpBlock's recomputed GELU (`blocks.gelu_dense`, the CPU's default): the plain block's parameters, outputs,
-dropout masks and gradients, and a train step that keeps less memory for its backward pass."""
+dropout masks and gradients, and a train step that keeps less memory for its backward pass; and its Dense
+layers on token rows, whose weight gradients read the activations without a transposed copy."""
 
 import re
 

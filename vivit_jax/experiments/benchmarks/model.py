@@ -337,11 +337,11 @@ def model_benchmark(config: ml_collections.ConfigDict, batch_size: Optional[int]
     extra['max_abs_logit_diff_vs_hf_f32'], hf_run = _in_child(_huggingface_side, config, steps, warmup, compile_hf)
     hf_runs.append(hf_run)
   return mfu.add_mfu({'variant': complexity.variant_name(config),
-          'clip': 'x'.join(map(str, input_shape(config)[1:])),
-          'tokens': complexity.token_counts(config), 'batch_size': config.batch_size,
-          'dtype': config.model_dtype_str, 'attention': _attention_backend(config),
-          'gflops_per_clip': complexity.summarize(config)['gflops'],
-          'runs': [jax_benchmark(config, steps, warmup, forward, profile_dir)] + hf_runs, **extra})
+            'clip': 'x'.join(map(str, input_shape(config)[1:])),
+            'tokens': complexity.token_counts(config), 'batch_size': config.batch_size,
+            'dtype': config.model_dtype_str, 'attention': _attention_backend(config),
+            'gflops_per_clip': complexity.summarize(config)['gflops'],
+            'runs': [jax_benchmark(config, steps, warmup, forward, profile_dir)] + hf_runs, **extra})
 
 
 def huggingface_comparison(config: ml_collections.ConfigDict) -> Optional[str]:
