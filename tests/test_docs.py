@@ -30,7 +30,7 @@ def test_nothing_names_a_file_outside_the_repository():
 
 
 @pytest.mark.parametrize('doc', ['README.md', 'docs/ablations/synthetic_variants.md',
-                                 'docs/ablations/synthetic_init.md'])
+                                 'docs/ablations/synthetic_init.md', 'docs/ablations/synthetic_init_seeds.md'])
 def test_every_repository_path_a_doc_names_exists(doc):
   text = (paths.ROOT / doc).read_text()
   missing = sorted({m for m in REPO_PATH.findall(text) if not (paths.ROOT / m.split(':')[0]).exists()})

@@ -135,6 +135,28 @@ def test_the_sweep_has_random_and_central_frame_entries():
   assert sweep_lib.entry_config(sweep, sweep.entries[0]).init_from.checkpoint_path is None
 
 
+def test_the_seeds_preset_runs_both_starts_at_every_learning_rate_and_seed_of_the_default_config():
+  module = import_config_file(ABLATION)
+  sweep = spec_lib.load_ablation(ABLATION + ':seeds')
+  assert sweep.name == 'synthetic_init_seeds'
+  default = load_config(ABLATION)
+  runs = set()
+  for entry in sweep.entries:
+    config = sweep_lib.entry_config(sweep, entry)
+    start = 'central_frame' if config.init_from.checkpoint_path else 'random'
+    rate, seed = config.lr_configs.base_learning_rate, config.rng_seed
+    assert entry.name == f'{start}_lr{rate:g}_seed{seed}'
+    runs.add((start, rate, seed))
+    # Nothing else moves: the entry is the default config with its start, rate and seed.
+    config.lr_configs.base_learning_rate, config.rng_seed = default.lr_configs.base_learning_rate, default.rng_seed
+    if start == 'random':
+      assert config.to_dict() == default.to_dict(), entry.name
+  assert runs == {(start, rate, seed) for start in ('random', 'central_frame') for rate in module.LEARNING_RATES
+                  for seed in module.SEEDS}
+  assert module.LEARNING_RATES[0] == default.lr_configs.base_learning_rate
+  assert len(sweep.entries) == 2 * len(module.LEARNING_RATES) * len(module.SEEDS) == 24
+
+
 def test_two_trainer_steps_from_the_pretrained_file(pretrained, tmp_path, caplog):
   path, _ = pretrained
   overrides = [f'init_from.checkpoint_path={path}',
