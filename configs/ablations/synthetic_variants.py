@@ -12,11 +12,11 @@ in a few minutes. No paper numbers: this checks the mechanism, not the paper's a
 Result (2 CPU cores, one device; valid/accuracy % on 512 clips; the whole sweep takes about 2 minutes and is
 deterministic on one machine; docs/ablations/synthetic_variants.md):
   step                         200     400     600
-  model1_spatiotemporal       47.9    98.2   100.0
-  model2_factorised_encoder   51.2    80.9   100.0
-  model3_factorised_self_att  81.8   100.0   100.0
-  model4_factorised_dot_prod  95.7   100.0   100.0
-  average_pool_baseline       32.4    32.0    35.0
+  model1_spatiotemporal       49.4    99.4   100.0
+  model2_factorised_encoder   50.4    84.8   100.0
+  model3_factorised_self_att  72.9   100.0   100.0
+  model4_factorised_dot_prod  92.8   100.0   100.0
+  average_pool_baseline       28.7    32.0    34.4
 Models 1 and 2 sit near 0.5 (the axis, not yet the direction) at step 200, then learn the direction, Model 2
 later than Model 1. On the
 harder data of configs/synthetic.py (8x32x32, three squares of random colours on a texture, wrapping around the

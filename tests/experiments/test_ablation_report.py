@@ -91,12 +91,23 @@ def test_the_markdown_report_reads_back_at_its_printed_precision():
     report.read_markdown('# nothing here\n')
 
 
+def _spec(name):
+  """The spec a committed report NAME.md was written from: configs/ablations/NAME.py, or STEM.py:PRESET for a
+  preset's sweep (whose name is STEM_PRESET)."""
+  path = os.path.join(ROOT, 'configs', 'ablations', f'{name}.py')
+  if os.path.isfile(path):
+    return path
+  stem, _, preset = name.rpartition('_')
+  return os.path.join(ROOT, 'configs', 'ablations', f'{stem}.py:{preset}')
+
+
 @pytest.mark.parametrize('markdown', DOCS, ids=os.path.basename)
 def test_committed_pictures_are_drawn_from_the_committed_reports(markdown, tmp_path):
   """docs/ablations/NAME.png is `redraw` of NAME.md: the same size as drawn now (the old hand-drawn pictures
-  were not), and the report holds every entry of configs/ablations/NAME.py."""
+  were not), and the report holds every entry of configs/ablations/NAME.py (or of STEM.py's preset)."""
   name = os.path.splitext(os.path.basename(markdown))[0]
-  ablation = spec_lib.load_ablation(os.path.join(ROOT, 'configs', 'ablations', f'{name}.py'))
+  ablation = spec_lib.load_ablation(_spec(name))
+  assert ablation.name == name
   with open(markdown) as f:
     rows, curves = report.read_markdown(f.read())
   assert [r['name'] for r in rows] == [e.name for e in ablation.entries] == list(curves)

@@ -88,6 +88,22 @@ def test_attention_dropout_path_equals_fused_path_without_dropout():
   np.testing.assert_allclose(einsum, attention.dot_product_attention(q, k, v), rtol=1e-5, atol=1e-6)
 
 
+def test_the_attention_softmax_is_jaxs_differentiated_from_its_output_with_fewer_temporaries(monkeypatch):
+  logits = 8 * jax.random.normal(jax.random.PRNGKey(0), (3, 5, 9))
+  logits = logits.at[:, :, -2:].set(jnp.finfo(jnp.float32).min)  # Masked keys (padding) get no weight.
+  loss = lambda fn: (lambda x: jnp.sum(jnp.sin(3 * fn(x))))
+  np.testing.assert_allclose(attention.softmax(logits), jax.nn.softmax(logits, axis=-1), rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(jax.grad(loss(attention.softmax))(logits),
+                             jax.grad(loss(lambda x: jax.nn.softmax(x, axis=-1)))(logits), rtol=1e-5, atol=1e-6)
+  q = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 50, 6, 64))  # ViViT-S Model 2's spatial attention.
+  def temporaries():
+    f = lambda q: jnp.sum(jnp.sin(attention._einsum_attention(q, q, q, 2, 0.0, None, True)))
+    return jax.jit(jax.grad(f)).lower(q).compile().memory_analysis().temp_size_in_bytes
+  ours = temporaries()
+  monkeypatch.setattr(attention, 'softmax', lambda x: jax.nn.softmax(x, axis=-1))
+  assert ours <= 0.95 * temporaries()
+
+
 def test_padded_attention_masks_the_padding_in_values_and_gradients():
   # The cuDNN path pads odd lengths (patches + a class token); XLA runs the same padding and masking on CPU.
   q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (2, 13, 2, 8)) for i in range(3))
