@@ -10,6 +10,8 @@ import subprocess
 import sys
 import types
 
+import numpy as np
+
 from tests import paths
 from tests.tiny import tiny_config
 from vivit_jax.experiments.benchmarks import data as benchmarks
@@ -29,6 +31,24 @@ def test_data_benchmark_runs_on_tiny_videos(tmp_path):
                                      batch_size=2, num_batches=1, num_frames=4, crop_size=32, min_resize=40)
   assert result['tfdata_clips_per_s'] > 0 and result['pyav_loop_clips_per_s'] > 0
   assert result['clip'] == '4x32x32'
+  frames = sum(os.path.getsize(p) for p in tmp_path.glob('dmvr/train-*')) / (4 * 12)
+  assert result['record_kb_per_frame'] == round(frames / 1000, 1) and 0.5 < result['record_kb_per_frame'] < 10
+
+
+def test_the_data_benchmark_s_frames_are_as_large_as_a_photograph_s_at_the_same_jpeg_quality(tmp_path):
+  """The README's pipeline estimate rests on this: JPEG decoding time grows with the file's size, and the
+  benchmark's synthetic frames (through H.264 and back, as prepared) are not smaller than a photograph's
+  (matplotlib's sample portrait; 31.8 against 25.9 KB) at the same size and quality. A plain background
+  would make them a tenth as large (3.0 KB)."""
+  import matplotlib.cbook  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from vivit_jax.data.ingest import video_io  # pylint: disable=g-import-not-at-top
+  path, = benchmarks.make_videos(str(tmp_path), num_videos=1, frames=4, height=256, width=340)
+  synthetic = np.mean([len(b) for b in video_io.encode_jpeg(video_io.decode_video(path), quality=90)])
+  with matplotlib.cbook.get_sample_data('grace_hopper.jpg') as f:
+    photo = np.asarray(Image.open(f).convert('RGB').resize((340, 256), Image.BILINEAR))
+  photograph, = [len(b) for b in video_io.encode_jpeg(photo[None], quality=90)]
+  assert 0.9 * photograph < synthetic < 2.0 * photograph, (synthetic, photograph)
 
 
 def test_model_benchmark_times_both_implementations_of_the_same_function():

@@ -3,6 +3,8 @@
 `data_benchmark`: training clips per second of the tf.data pipeline over JPEG DMVR TFRecords, beside a plain
 Python loop that decodes the same videos with PyAV and crops the same clips. Everything is made on the spot
 (synthetic videos encoded as H.264 files, then prepared with `prepare_data`), so nothing is downloaded.
+`record_kb_per_frame` (the records' size over their frames: the JPEGs and a few bytes of framing each) says how
+these frames compare with real ones, whose decoding time grows with their size.
 """
 
 import os
@@ -84,12 +86,15 @@ def data_benchmark(work_dir: str, num_videos: int = 16, video_frames: int = 80, 
   """Train clips/s of the tf.data pipeline and of a plain PyAV loop on the same videos."""
   videos_dir, records_dir = os.path.join(work_dir, 'videos'), os.path.join(work_dir, 'dmvr')
   paths = make_videos(videos_dir, num_videos, video_frames, height, width)
-  prepare.prepare('folder', videos_dir, records_dir, output_format='dmvr', fps=0, short_side=min_resize,
-                  splits=['train'], shards=4, log=lambda *_: None)
+  report = prepare.prepare('folder', videos_dir, records_dir, output_format='dmvr', fps=0, short_side=min_resize,
+                           splits=['train'], shards=4, log=lambda *_: None)
+  split = report['splits']['train']
+  record_bytes = sum(os.path.getsize(os.path.join(records_dir, shard['name'])) for shard in split['shards'])
   config = _benchmark_config(records_dir, 4, batch_size, num_frames, crop_size, min_resize)
   pipeline = _time_pipeline(config, num_batches)
   loop = _time_python_loop(paths, num_batches * batch_size, num_frames, crop_size, min_resize)
   return {'clip': f'{num_frames}x{crop_size}x{crop_size}', 'videos': num_videos,
           'video_size': f'{video_frames}x{height}x{width}', 'cpu_count': os.cpu_count(),
+          'record_kb_per_frame': round(record_bytes / split['frames'] / 1000, 1),
           'tfdata_clips_per_s': round(pipeline, 2), 'pyav_loop_clips_per_s': round(loop, 2),
           'speedup': round(pipeline / loop, 2)}
