@@ -5,26 +5,35 @@ off the console unless the user asks for it with `--verbose` or VIVIT_VERBOSE=1.
 Two parts, because the libraries read their settings at two different times:
 
 - `quiet_environment()` sets environment variables that TensorFlow's and gRPC's C++ code reads once, when it is
-  loaded; it must run before TensorFlow is imported. It needs the standard library only, so that a command can
-  call it first (`cli/common.py` does at import, `main.py` before parsing its flags).
+  loaded, and filters what TensorFlow's C++ code writes to stderr while it loads (`TensorFlowImportFilter`);
+  it must run before TensorFlow is imported. It needs the standard library only, so that a command can call it
+  first (`cli/common.py` does at import, `main.py` before parsing its flags).
 - `quiet_library_logs()` filters Python log records on the root handlers, after logging is configured.
+
+TensorFlow announces its oneDNN kernels (and absl its pre-init warning) while its library loads, before it reads
+TF_CPP_MIN_LOG_LEVEL. Turning oneDNN off (TF_ENABLE_ONEDNN_OPTS=0) would stop the notice but slows the input
+pipeline: `vivit-benchmark --data` read 55 instead of 72 clips/s on 2 cores. So oneDNN stays on (TensorFlow's
+default, and DMVR's) and those lines are dropped from stderr instead, while the library loads; anything else
+written then is passed on.
 
 A variable the user has already set is left as it is.
 """
 
+import contextlib
+import importlib.abc
+import importlib.util
 import logging
 import os
 import sys
-from typing import Optional, Sequence
+import tempfile
+from typing import Iterator, Optional, Sequence
 
 VERBOSE_ENV = 'VIVIT_VERBOSE'  # vivit_jax.train.reporting reads the same name (the parameter table).
 VERBOSE_FLAG = '--verbose'
-# TF_ENABLE_ONEDNN_OPTS: TensorFlow logs its oneDNN notice (and absl's pre-init warning with it) while loading,
-# before TF_CPP_MIN_LOG_LEVEL is read; only turning oneDNN off stops it. TensorFlow only reads and augments
-# data here (the models run in JAX), so its matmul and convolution kernels are not used.
 # HF_HUB_DISABLE_PROGRESS_BARS: transformers draws a 'Loading weights' bar whenever vivit-convert checks a model.
-QUIET_ENVIRONMENT = {'TF_CPP_MIN_LOG_LEVEL': '2', 'TF_ENABLE_ONEDNN_OPTS': '0', 'GRPC_VERBOSITY': 'ERROR',
-                     'HF_HUB_DISABLE_PROGRESS_BARS': '1'}
+QUIET_ENVIRONMENT = {'TF_CPP_MIN_LOG_LEVEL': '2', 'GRPC_VERBOSITY': 'ERROR', 'HF_HUB_DISABLE_PROGRESS_BARS': '1'}
+# What TensorFlow's C++ code writes to stderr while it loads, regardless of TF_CPP_MIN_LOG_LEVEL.
+LOAD_NOISE = ('oneDNN custom operations are on', 'absl::InitializeLog', 'cpu_feature_guard')
 # Known noise, for the tests: none of these may reach a quiet command's stderr.
 NOISE = ('oneDNN', 'absl::InitializeLog', "backend 'tpu'", 'cpu_feature_guard', 'Setting work unit notes',
          'Loading weights')
@@ -55,6 +64,58 @@ def quiet_environment(argv: Optional[Sequence[str]] = None) -> None:
     return
   for name, value in QUIET_ENVIRONMENT.items():
     os.environ.setdefault(name, value)
+  if 'tensorflow' not in sys.modules and not any(isinstance(f, TensorFlowImportFilter) for f in sys.meta_path):
+    sys.meta_path.insert(0, TensorFlowImportFilter())
+
+
+@contextlib.contextmanager
+def filtered_stderr(noise: Sequence[str] = LOAD_NOISE) -> Iterator[None]:
+  """Holds back what is written to file descriptor 2 (C and C++ code included) inside the block, then writes
+  it there again without the lines that contain any of `noise`."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      held.seek(0)
+      lines = held.read().splitlines(keepends=True)
+      kept = b''.join(line for line in lines if not any(n.encode() in line for n in noise))
+      if kept:
+        os.write(2, kept)
+
+
+class TensorFlowImportFilter(importlib.abc.MetaPathFinder):
+  """Loads `tensorflow`, once, inside `filtered_stderr`; then leaves `sys.meta_path` and the module as a plain
+  import would (the module's loader is TensorFlow's own)."""
+
+  def find_spec(self, name, path=None, target=None):
+    del path, target
+    if name != 'tensorflow':
+      return None
+    sys.meta_path.remove(self)
+    spec = importlib.util.find_spec(name)
+    if spec is not None and spec.loader is not None and hasattr(spec.loader, 'exec_module'):
+      spec.loader = _FilteredLoader(spec.loader)
+    return spec
+
+
+class _FilteredLoader(importlib.abc.Loader):
+
+  def __init__(self, loader):
+    self.loader = loader
+
+  def create_module(self, spec):
+    return self.loader.create_module(spec)
+
+  def exec_module(self, module):
+    module.__loader__ = module.__spec__.loader = self.loader
+    with filtered_stderr():
+      self.loader.exec_module(module)
 
 
 def _cut(message: str, limit: int = 300) -> str:
