@@ -142,6 +142,14 @@ def test_the_stderr_filter_drops_the_load_notices_and_passes_everything_else(cap
   assert sorted(capfd.readouterr().err.splitlines()) == ['kept: from C', 'kept: from Python']
 
 
+def test_the_stderr_filter_lets_a_process_without_stderr_run():
+  code = ('import os, sys\nfrom vivit_jax.cli import quiet\nos.close(2)\nsys.stderr = None\n'
+          'with quiet.filtered_stderr():\n  x = 1\nprint("ran", x)\n')
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          check=False)
+  assert (result.returncode, result.stdout) == (0, 'ran 1\n')
+
+
 def _record(level, message, pathname='/work/main/vivit_jax/train/loop.py', name='root'):
   return logging.LogRecord(name, level, pathname, 1, message, None, None)
 

@@ -71,15 +71,20 @@ def quiet_environment(argv: Optional[Sequence[str]] = None) -> None:
 @contextlib.contextmanager
 def filtered_stderr(noise: Sequence[str] = LOAD_NOISE) -> Iterator[None]:
   """Holds back what is written to file descriptor 2 (C and C++ code included) inside the block, then writes
-  it there again without the lines that contain any of `noise`."""
-  sys.stderr.flush()
-  saved = os.dup(2)
+  it there again without the lines that contain any of `noise`. Without a descriptor 2, filters nothing."""
+  flush = lambda: sys.stderr.flush() if sys.stderr is not None else None
+  flush()
+  try:
+    saved = os.dup(2)
+  except OSError:
+    yield
+    return
   with tempfile.TemporaryFile() as held:
     os.dup2(held.fileno(), 2)
     try:
       yield
     finally:
-      sys.stderr.flush()
+      flush()
       os.dup2(saved, 2)
       os.close(saved)
       held.seek(0)
@@ -97,7 +102,8 @@ class TensorFlowImportFilter(importlib.abc.MetaPathFinder):
     del path, target
     if name != 'tensorflow':
       return None
-    sys.meta_path.remove(self)
+    if self in sys.meta_path:  # Once: the module's import lock lets one thread at a time here.
+      sys.meta_path.remove(self)
     spec = importlib.util.find_spec(name)
     if spec is not None and spec.loader is not None and hasattr(spec.loader, 'exec_module'):
       spec.loader = _FilteredLoader(spec.loader)
