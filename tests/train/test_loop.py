@@ -87,15 +87,21 @@ class _StopAt:
 def test_interrupted_run_resumes_bitwise(tmp_path, monkeypatch):
   config = train_config('factorized_encoder', num_training_steps=5, model__dropout_rate=0.1,
                         mixup__alpha=0.5, ema_decay=0.5)
-  straight, _ = train.train(config, str(tmp_path / 'straight'))
+  straight, results = train.train(config, str(tmp_path / 'straight'))
+  # The training speed: this process's steps after its first (which waited for the compilation).
+  speed = read_json(str(tmp_path / 'straight'), 'results.json')['speed']
+  assert speed == results['speed'] and (speed['steps'], speed['from_step']) == (4, 1)
+  assert speed['clips_per_s'] == pytest.approx(16 * speed['steps_per_s'], rel=1e-3) and speed['steps_per_s'] > 0
+  assert f"{speed['steps_per_s']:g} steps/s, {speed['clips_per_s']:g} clips/s" in reporting.format_results(results)
 
   with monkeypatch.context() as patch:
     patch.setattr(train, 'PreemptionWatcher', lambda: _StopAt(3))
     _, first = train.train(config, str(tmp_path / 'resumed'))
-  assert first['status'] == 'preempted' and first['step'] == 3
+  assert first['status'] == 'preempted' and first['step'] == 3 and 'speed' not in first
   assert CheckpointManager(str(tmp_path / 'resumed')).all_steps() == [3]
   resumed, second = train.train(config, str(tmp_path / 'resumed'))
   assert second['status'] == 'completed' and second['step'] == 5
+  assert (second['speed']['steps'], second['speed']['from_step']) == (1, 4)
   assert int(resumed.step) == 5
   assert_trees_equal(resumed, straight)
 

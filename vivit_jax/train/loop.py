@@ -242,6 +242,7 @@ class _Loop:
       if step != num_steps:
         self.evaluate(state, step)
     self.flush()
+    self.reporter.steps_finished(num_steps)
     self.save(state, num_steps, force=True)
     self.evaluate(state, num_steps, last=True)
     return state, 'completed'

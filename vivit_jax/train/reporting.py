@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, TextIO
+from typing import Any, Callable, Dict, Mapping, Optional, TextIO, Tuple
 
 import jax
 import ml_collections
@@ -225,6 +225,9 @@ class Reporter:
     self.model: Dict[str, Any] = {}
     self._start = time.time()
     self._previous = previous_time_s
+    self._batch_size = config.batch_size
+    self._first_step: Optional[Tuple[float, int]] = None  # (clock, step) when this process's first step returned.
+    self.speed: Dict[str, Any] = {}
     if self.is_main:
       os.makedirs(workdir, exist_ok=True)
       write_json(os.path.join(workdir, CONFIG_FILE), config_to_dict(config))
@@ -253,10 +256,23 @@ class Reporter:
   def tick(self, step: int) -> None:
     """Called after every step: the progress line, and steps/s in TensorBoard every `log_summary_steps`."""
     self.step = step
+    if self._first_step is None:
+      self._first_step = (time.monotonic(), step)
     self.progress.tick(step)
     rate = self.progress.rate()
     if self.events and rate and step % self.progress.every_steps == 0:
       self.events.write_scalars(step, {'steps_per_sec': rate})
+
+  def steps_finished(self, step: int) -> None:
+    """Called once `step`'s results are on the host (every step before it done): `speed` is this process's
+    training rate after its first step (the one that waited for the compilation), data loading, metric
+    transfers and checkpoint saves included ({} when it trained fewer than two steps)."""
+    if self._first_step is None or step <= self._first_step[1]:
+      return
+    seconds, steps = time.monotonic() - self._first_step[0], step - self._first_step[1]
+    self.speed = {'steps_per_s': round(steps / seconds, 3),
+                  'clips_per_s': round(steps * self._batch_size / seconds, 2), 'steps': steps,
+                  'from_step': self._first_step[1]}
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     """Writes scalars to the summaries and the results file."""
@@ -280,6 +296,8 @@ class Reporter:
     results = {'status': self.status, 'step': self.step, 'num_training_steps': self.num_steps,
                'wall_time_s': round(self.wall_time_s, 3), 'model': self.model,
                'metrics': json_numbers(self.metrics)}
+    if self.speed:
+      results['speed'] = self.speed
     if self.is_main:
       write_json(os.path.join(self.workdir, RESULTS_FILE), results)
     return results
@@ -296,6 +314,9 @@ def format_results(results: Mapping[str, Any]) -> str:
   """The results as a two-column table for the console."""
   rows = [('status', results['status']), ('step', f"{results['step']} / {results['num_training_steps']}"),
           ('wall time', f"{results['wall_time_s']:.1f} s")]
+  if results.get('speed'):
+    rows.append(('train speed', f"{results['speed']['steps_per_s']:g} steps/s, "
+                                f"{results['speed']['clips_per_s']:g} clips/s"))
   rows += [(k, f'{v:.4f}' if isinstance(v, float) else str(v)) for k, v in sorted(results['metrics'].items())]
   width = max(len(k) for k, _ in rows)
   return '\n'.join(f'{k:<{width}}  {v}' for k, v in rows)
