@@ -129,7 +129,7 @@ def test_levers_leave_the_budget_s_last_seconds_to_the_gpu_check(monkeypatch):
   monkeypatch.setattr(levers, '_child', child)
   lines = []
   plan = (('Model 1, a', 'a.py', (), '', 8), ('Model 1, b', 'a.py', (), '', 8))
-  rows = levers.run_levers(steps=1, budget_s=150, plan=plan, log=lines.append, gpu_check_s=100)
+  rows = levers.run_levers(steps=1, budget_s=150, plan=plan, log=lines.append, gpu_check_s=100, end_to_end=None)
   # 50 s for the rows: the first leaves 25, too few for the second; the gpu check gets the remaining 125.
   assert calls == [('vivit_jax.cli.benchmark', 50.0), ('vivit_jax.cli.gpu_check', 125.0)]
   assert rows[1]['error'] == 'not run: out of the time budget'
@@ -223,8 +223,13 @@ def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budg
   plan = (('tiny, fused', 'configs/synthetic.py:tiny', (), '', 8),
           ('tiny, a key that does not exist', 'configs/synthetic.py:tiny', ('model.no_such_key=1',), '', 8),
           ('Model 1, tiny', 'configs/synthetic.py:tiny', ('model.fused_qkv=False',), '--xla_dump_to=/dev/null', 8))
+  # The end-to-end run: vivit_jax.main on JPEG DMVR records, with the first row's config, read as video.
+  end_to_end = {'name': 'tiny', 'config': 'configs/synthetic.py:tiny', 'batch_size': 8, 'steps': 3,
+                'overrides': ('dataset_name=video_tfrecord_dataset', 'dataset_configs.min_resize=40'),
+                'records': dict(num_videos=8, video_frames=12, height=48, width=64, short_side=40)}
   lines = []
-  rows = levers.run_levers(steps=1, budget_s=600, plan=plan, log=lines.append, profile_dir=str(tmp_path / 'prof'))
+  rows = levers.run_levers(steps=1, budget_s=600, plan=plan, log=lines.append, profile_dir=str(tmp_path / 'prof'),
+                           end_to_end=end_to_end)
   assert rows[0]['train_clips_per_s'] > 0 and rows[0]['batch_size'] == 8 and 'train_mfu' in rows[0]
   # A config's first row times the forward pass too, and is the one traced.
   assert rows[0]['forward_clips_per_s'] > 0 and 'forward' in lines[0] and 'forward_clips_per_s' not in rows[2]
@@ -236,8 +241,12 @@ def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budg
   assert dict((g, ms) for g, ms, _ in rows[0]['profile']['groups'])['matmul'] > 0 and 'profile, ' in lines[0]
   assert 'no_such_key' in rows[1]['error']
   assert rows[2]['train_clips_per_s'] > 0
-  assert rows[3]['pipeline_clips_per_s'] == 40.0 and rows[3]['clips_per_s_per_core'] == 20.0
-  assert rows[3]['pipeline_over_train_step'] == round(40.0 / rows[2]['train_clips_per_s'], 2)
-  assert len(lines) == 4 and 'per core' in lines[3]
-  out_of_time = levers.run_levers(steps=1, budget_s=10, plan=plan[:1], log=lines.append)
+  e2e = rows[3]  # Timed over the steps after the first, against the first row (same config and batch size).
+  assert e2e['name'] == 'end to end (vivit_jax.main), tiny, JPEG DMVR records' and e2e['steps_timed'] == 2
+  assert e2e['over_model_only'] == round(e2e['train_clips_per_s'] / rows[0]['train_clips_per_s'], 2) > 0
+  assert 'x the model-only train step (goal: 0.9x)' in lines[3]
+  assert rows[4]['pipeline_clips_per_s'] == 40.0 and rows[4]['clips_per_s_per_core'] == 20.0
+  assert rows[4]['pipeline_over_train_step'] == round(40.0 / rows[2]['train_clips_per_s'], 2)
+  assert len(lines) == 5 and 'per core' in lines[4]
+  out_of_time = levers.run_levers(steps=1, budget_s=10, plan=plan[:1], log=lines.append, end_to_end=None)
   assert out_of_time[0]['error'] == 'not run: out of the time budget'

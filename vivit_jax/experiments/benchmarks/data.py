@@ -9,7 +9,7 @@ these frames compare with real ones, whose decoding time grows with their size.
 
 import os
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -31,6 +31,22 @@ def make_videos(root: str, num_videos: int, frames: int, height: int, width: int
       video_io.write_video(path, source.example('train', i)['video'], fps=25)
     paths.append(path)
   return paths
+
+
+SHARDS = 4  # The records' table: f'train@{SHARDS}' in work_dir/dmvr.
+
+
+def make_records(work_dir: str, num_videos: int = 16, video_frames: int = 80, height: int = 256, width: int = 340,
+                 short_side: int = 256) -> Tuple[List[str], str, float]:
+  """`make_videos` in work_dir/videos, prepared as JPEG DMVR records (table train@SHARDS, frames of
+  `short_side` pixels) in work_dir/dmvr; (video paths, records directory, record KB per frame)."""
+  videos_dir, records_dir = os.path.join(work_dir, 'videos'), os.path.join(work_dir, 'dmvr')
+  paths = make_videos(videos_dir, num_videos, video_frames, height, width)
+  report = prepare.prepare('folder', videos_dir, records_dir, output_format='dmvr', fps=0, short_side=short_side,
+                           splits=['train'], shards=SHARDS, log=lambda *_: None)
+  split = report['splits']['train']
+  record_bytes = sum(os.path.getsize(os.path.join(records_dir, shard['name'])) for shard in split['shards'])
+  return paths, records_dir, round(record_bytes / split['frames'] / 1000, 1)
 
 
 def _benchmark_config(base_dir: str, num_shards: int, batch_size: int, num_frames: int, crop_size: int,
@@ -84,17 +100,13 @@ def data_benchmark(work_dir: str, num_videos: int = 16, video_frames: int = 80, 
                    width: int = 340, batch_size: int = 8, num_batches: int = 8, num_frames: int = 32,
                    crop_size: int = 224, min_resize: int = 256) -> Dict[str, Any]:
   """Train clips/s of the tf.data pipeline and of a plain PyAV loop on the same videos."""
-  videos_dir, records_dir = os.path.join(work_dir, 'videos'), os.path.join(work_dir, 'dmvr')
-  paths = make_videos(videos_dir, num_videos, video_frames, height, width)
-  report = prepare.prepare('folder', videos_dir, records_dir, output_format='dmvr', fps=0, short_side=min_resize,
-                           splits=['train'], shards=4, log=lambda *_: None)
-  split = report['splits']['train']
-  record_bytes = sum(os.path.getsize(os.path.join(records_dir, shard['name'])) for shard in split['shards'])
-  config = _benchmark_config(records_dir, 4, batch_size, num_frames, crop_size, min_resize)
+  paths, records_dir, record_kb_per_frame = make_records(work_dir, num_videos, video_frames, height, width,
+                                                         min_resize)
+  config = _benchmark_config(records_dir, SHARDS, batch_size, num_frames, crop_size, min_resize)
   pipeline = _time_pipeline(config, num_batches)
   loop = _time_python_loop(paths, num_batches * batch_size, num_frames, crop_size, min_resize)
   return {'clip': f'{num_frames}x{crop_size}x{crop_size}', 'videos': num_videos,
           'video_size': f'{video_frames}x{height}x{width}', 'cpu_count': os.cpu_count(),
-          'record_kb_per_frame': round(record_bytes / split['frames'] / 1000, 1),
+          'record_kb_per_frame': record_kb_per_frame,
           'tfdata_clips_per_s': round(pipeline, 2), 'pyav_loop_clips_per_s': round(loop, 2),
           'speedup': round(pipeline / loop, 2)}
