@@ -229,6 +229,8 @@ class _Loop:
           self.save(state, step - 1, force=True)  # in the step, so only a single process saves here.
         raise
       state, step_metrics = self.train_step(state, batch)
+      if step == start + 1:  # Once: results.json's speed is timed from the end of the first step, not from its
+        jax.block_until_ready(step_metrics)  # dispatch, which returns while the device still computes it.
       self.pending.append((step, step_metrics))
       self.reporter.tick(step)
       if step % config.log_summary_steps == 0:

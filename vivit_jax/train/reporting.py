@@ -265,8 +265,9 @@ class Reporter:
 
   def steps_finished(self, step: int) -> None:
     """Called once `step`'s results are on the host (every step before it done): `speed` is this process's
-    training rate after its first step (the one that waited for the compilation), data loading, metric
-    transfers and checkpoint saves included ({} when it trained fewer than two steps)."""
+    training rate from the end of its first step (which waited for the compilation; the loop waits for it to
+    finish) to `step`, data loading, metric transfers and the checkpoints and evaluations between included ({}
+    when it trained fewer than two steps)."""
     if self._first_step is None or step <= self._first_step[1]:
       return
     seconds, steps = time.monotonic() - self._first_step[0], step - self._first_step[1]

@@ -121,10 +121,11 @@ def _end_to_end_row(spec: Dict[str, Any], model_only_clips_per_s: Optional[float
     videos = spec['records'].get('num_videos', 16)
     table = f'train@{data.SHARDS}'
     steps = spec['steps']
-    settings = [f'dataset_configs.base_dir={records}', 'dataset_configs.num_classes=2', 'checkpoint=False',
-                'count_flops=False',
-                f"batch_size={spec['batch_size']}", 'num_training_epochs=None', f'num_training_steps={steps}',
-                f'log_eval_steps={steps}', 'dataset_configs.do_multicrop_test=False', *spec['overrides']]
+    # After the spec's overrides, which may not change what the records hold or how long the run is.
+    settings = [*spec['overrides'], f'dataset_configs.base_dir={records}', 'dataset_configs.num_classes=2',
+                'checkpoint=False', 'count_flops=False', f"batch_size={spec['batch_size']}",
+                'num_training_epochs=None', f'num_training_steps={steps}', f'log_eval_steps={steps}',
+                'dataset_configs.do_multicrop_test=False']
     for split in ('train', 'validation', 'test'):
       settings += [f'dataset_configs.tables.{split}={table}', f'dataset_configs.examples_per_subset.{split}={videos}']
     workdir = os.path.join(tmp, 'run')
