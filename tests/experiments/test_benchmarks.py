@@ -229,7 +229,7 @@ def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budg
                 'records': dict(num_videos=8, video_frames=12, height=48, width=64, short_side=40)}
   lines = []
   rows = levers.run_levers(steps=1, budget_s=600, plan=plan, log=lines.append, profile_dir=str(tmp_path / 'prof'),
-                           end_to_end=end_to_end)
+                           end_to_end=end_to_end, cache_dir=str(tmp_path / 'compile_cache'))
   assert rows[0]['train_clips_per_s'] > 0 and rows[0]['batch_size'] == 8 and 'train_mfu' in rows[0]
   # A config's first row times the forward pass too, and is the one traced.
   assert rows[0]['forward_clips_per_s'] > 0 and 'forward' in lines[0] and 'forward_clips_per_s' not in rows[2]
