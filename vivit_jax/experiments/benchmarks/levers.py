@@ -121,11 +121,12 @@ def _end_to_end_row(spec: Dict[str, Any], model_only_clips_per_s: Optional[float
     videos = spec['records'].get('num_videos', 16)
     table = f'train@{data.SHARDS}'
     steps = spec['steps']
-    # After the spec's overrides, which may not change what the records hold or how long the run is.
-    settings = [*spec['overrides'], f'dataset_configs.base_dir={records}', 'dataset_configs.num_classes=2',
-                'checkpoint=False', 'count_flops=False', f"batch_size={spec['batch_size']}",
-                'num_training_epochs=None', f'num_training_steps={steps}', f'log_eval_steps={steps}',
-                'dataset_configs.do_multicrop_test=False']
+    # bfloat16 as the model-only rows compute (`vivit-benchmark --model`), unless the spec's overrides say
+    # otherwise; those may not change what the records hold or how long the run is.
+    settings = ['model_dtype_str=bfloat16', *spec['overrides'], f'dataset_configs.base_dir={records}',
+                'dataset_configs.num_classes=2', 'checkpoint=False', 'count_flops=False',
+                f"batch_size={spec['batch_size']}", 'num_training_epochs=None', f'num_training_steps={steps}',
+                f'log_eval_steps={steps}', 'dataset_configs.do_multicrop_test=False']
     for split in ('train', 'validation', 'test'):
       settings += [f'dataset_configs.tables.{split}={table}', f'dataset_configs.examples_per_subset.{split}={videos}']
     workdir = os.path.join(tmp, 'run')
@@ -150,8 +151,7 @@ def _end_to_end_row(spec: Dict[str, Any], model_only_clips_per_s: Optional[float
 
 
 def _pipeline_row(best_train_clips_per_s: Optional[float]) -> Dict[str, Any]:
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  if importlib.util.find_spec('tensorflow') is None:
+  if not _tensorflow_installed():
     return {'name': 'input pipeline, 32x224x224 JPEG DMVR records', 'error': 'TensorFlow is not installed'}
   from vivit_jax.experiments.benchmarks import data  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
