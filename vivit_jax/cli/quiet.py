@@ -33,10 +33,9 @@ VERBOSE_FLAG = '--verbose'
 # HF_HUB_DISABLE_PROGRESS_BARS: transformers draws a 'Loading weights' bar whenever vivit-convert checks a model.
 QUIET_ENVIRONMENT = {'TF_CPP_MIN_LOG_LEVEL': '2', 'GRPC_VERBOSITY': 'ERROR', 'HF_HUB_DISABLE_PROGRESS_BARS': '1'}
 # What TensorFlow's C++ code writes to stderr while it loads, regardless of TF_CPP_MIN_LOG_LEVEL.
-LOAD_NOISE = ('oneDNN custom operations are on', 'absl::InitializeLog', 'cpu_feature_guard')
+LOAD_NOISE = ('oneDNN', 'absl::InitializeLog', 'cpu_feature_guard')
 # Known noise, for the tests: none of these may reach a quiet command's stderr.
-NOISE = ('oneDNN', 'absl::InitializeLog', "backend 'tpu'", 'cpu_feature_guard', 'Setting work unit notes',
-         'Loading weights')
+NOISE = (*LOAD_NOISE, "backend 'tpu'", 'Setting work unit notes', 'Loading weights')
 
 _QUIET_PATHS = ('/orbax/', '/tensorflow/', '/tensorflow_datasets/', '/etils/', '/jax/_src/xla_bridge')
 _DROPPED_MESSAGES = ("Platform 'tpu' is experimental", 'is deprecated', 'deprecated and will be removed',
@@ -57,8 +56,9 @@ def set_verbose() -> None:
 
 
 def quiet_environment(argv: Optional[Sequence[str]] = None) -> None:
-  """Sets QUIET_ENVIRONMENT's variables the user has not set; with --verbose (or VIVIT_VERBOSE), sets nothing
-  and marks the process verbose instead. Call it before TensorFlow is imported."""
+  """Sets QUIET_ENVIRONMENT's variables the user has not set and has TensorFlow's first import filtered
+  (`TensorFlowImportFilter`); with --verbose (or VIVIT_VERBOSE), does neither and marks the process verbose
+  instead. Call it before TensorFlow is imported."""
   if verbose(argv):
     set_verbose()
     return
