@@ -225,7 +225,8 @@ def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budg
           ('Model 1, tiny', 'configs/synthetic.py:tiny', ('model.fused_qkv=False',), '--xla_dump_to=/dev/null', 8))
   # The end-to-end run: vivit_jax.main on JPEG DMVR records, with the first row's config, read as video.
   end_to_end = {'name': 'tiny', 'config': 'configs/synthetic.py:tiny', 'batch_size': 8, 'steps': 3,
-                'overrides': ('dataset_name=video_tfrecord_dataset', 'dataset_configs.min_resize=40'),
+                'overrides': ('dataset_name=video_tfrecord_dataset', 'dataset_configs.min_resize=40',
+                              'model_dtype_str=float32'),  # bfloat16 is slow on a CPU.
                 'records': dict(num_videos=8, video_frames=12, height=48, width=64, short_side=40)}
   lines = []
   rows = levers.run_levers(steps=1, budget_s=600, plan=plan, log=lines.append, profile_dir=str(tmp_path / 'prof'),
