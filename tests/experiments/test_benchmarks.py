@@ -136,6 +136,28 @@ def test_levers_leave_the_budget_s_last_seconds_to_the_gpu_check(monkeypatch):
   assert rows[2]['name'] == 'bfloat16 vs float32, spacetime' and 'grad cosine 0.99986' in lines[1]
 
 
+def test_a_config_s_later_rows_time_the_train_step_alone_with_their_overrides_and_xla_flags(monkeypatch, tmp_path):
+  from vivit_jax.experiments.benchmarks import levers  # pylint: disable=g-import-not-at-top
+  calls = []
+  def child(args, xla_flags, timeout_s, cache_dir):
+    calls.append((args, xla_flags, cache_dir))
+    return {'error': 'not run here'}
+  monkeypatch.setattr(levers, '_child', child)
+  monkeypatch.setattr(levers, '_pipeline_row', lambda best: {'name': 'pipeline', 'error': 'not run here'})
+  plan = (('Model 1', 'a.py', (), '', 8), ('Model 1, b', 'a.py', ('model.fused_qkv=False',), '--xla_foo=1', 16))
+  levers.run_levers(steps=1, plan=plan, log=lambda _: None, end_to_end=None, cache_dir=str(tmp_path))
+  (first, first_flags, _), (later, later_flags, cache) = calls
+  assert '--train_only' not in first and first_flags == '' and cache == str(tmp_path)
+  assert {'--train_only', '--no_hf', '--batch_size=16', '--config.model.fused_qkv=False'} <= set(later)
+  assert later_flags == '--xla_foo=1'
+  # The child process gets the row's XLA flags after the ones already set, and the shared compilation cache.
+  code = 'import json, os; print(json.dumps([os.environ["XLA_FLAGS"], os.environ["JAX_COMPILATION_CACHE_DIR"]]))'
+  monkeypatch.undo()  # The real _child again (and the XLA_FLAGS the suite set).
+  flags = os.environ.get('XLA_FLAGS', '')
+  assert levers._child(['-c', code], '--xla_foo=1', 60, str(tmp_path)) == [  # pylint: disable=protected-access
+      f'{flags} --xla_foo=1'.strip(), str(tmp_path)]
+
+
 def test_a_lever_row_with_transformers_beside_it_prints_both():
   from vivit_jax.experiments.benchmarks import levers  # pylint: disable=g-import-not-at-top
   result = {'attention': 'cudnn', 'max_abs_logit_diff_vs_hf_f32': 7e-6, 'runs': [
@@ -223,9 +245,8 @@ def test_mfu_counts_two_flops_per_multiply_add_and_three_forwards_per_train_step
 def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budget(monkeypatch, tmp_path):
   from vivit_jax.experiments.benchmarks import data, levers  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(data, 'data_benchmark', lambda tmp, num_batches: {'tfdata_clips_per_s': 40.0, 'cpu_count': 2})
-  plan = (('tiny, fused', 'configs/synthetic.py:tiny', (), '', 8),
-          ('tiny, a key that does not exist', 'configs/synthetic.py:tiny', ('model.no_such_key=1',), '', 8),
-          ('Model 1, tiny', 'configs/synthetic.py:tiny', ('model.fused_qkv=False',), '--xla_dump_to=/dev/null', 8))
+  plan = (('Model 1, tiny', 'configs/synthetic.py:tiny', (), '', 8),
+          ('tiny, a key that does not exist', 'configs/synthetic.py:tiny', ('model.no_such_key=1',), '', 8))
   # The end-to-end run: vivit_jax.main on JPEG DMVR records, with the first row's config, read as video.
   end_to_end = {'name': 'tiny', 'config': 'configs/synthetic.py:tiny', 'batch_size': 8, 'steps': 3,
                 'overrides': ('dataset_name=video_tfrecord_dataset', 'dataset_configs.min_resize=40',
@@ -236,7 +257,7 @@ def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budg
                            end_to_end=end_to_end, cache_dir=str(tmp_path / 'compile_cache'))
   assert rows[0]['train_clips_per_s'] > 0 and rows[0]['batch_size'] == 8 and 'train_mfu' in rows[0]
   # A config's first row times the forward pass too, and is the one traced.
-  assert rows[0]['forward_clips_per_s'] > 0 and 'forward' in lines[0] and 'forward_clips_per_s' not in rows[2]
+  assert rows[0]['forward_clips_per_s'] > 0 and 'forward' in lines[0]
   assert glob.glob(str(tmp_path / 'prof' / 'plugins' / 'profile' / '*' / 'perfetto_trace.json.gz'))
   with gzip.open(tmp_path / 'prof' / 'train_step.hlo.txt.gz', 'rt') as f:
     assert 'ENTRY' in f.read()
@@ -244,13 +265,12 @@ def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budg
     assert json.load(f)['groups'] == [list(g) for g in rows[0]['profile']['groups']]
   assert dict((g, ms) for g, ms, _ in rows[0]['profile']['groups'])['matmul'] > 0 and 'profile, ' in lines[0]
   assert 'no_such_key' in rows[1]['error']
-  assert rows[2]['train_clips_per_s'] > 0
-  e2e = rows[3]  # Timed over the steps after the first, against the first row (same config and batch size).
+  e2e = rows[2]  # Timed over the steps after the first, against the first row (same config and batch size).
   assert e2e['name'] == 'end to end (vivit_jax.main), tiny, JPEG DMVR records' and e2e['steps_timed'] == 2
   assert e2e['over_model_only'] == round(e2e['train_clips_per_s'] / rows[0]['train_clips_per_s'], 2) > 0
-  assert 'x the model-only train step (goal: 0.9x)' in lines[3]
-  assert rows[4]['pipeline_clips_per_s'] == 40.0 and rows[4]['clips_per_s_per_core'] == 20.0
-  assert rows[4]['pipeline_over_train_step'] == round(40.0 / rows[2]['train_clips_per_s'], 2)
-  assert len(lines) == 5 and 'per core' in lines[4]
+  assert 'x the model-only train step (goal: 0.9x)' in lines[2]
+  assert rows[3]['pipeline_clips_per_s'] == 40.0 and rows[3]['clips_per_s_per_core'] == 20.0
+  assert rows[3]['pipeline_over_train_step'] == round(40.0 / rows[0]['train_clips_per_s'], 2)
+  assert len(lines) == 4 and 'per core' in lines[3]
   out_of_time = levers.run_levers(steps=1, budget_s=10, plan=plan[:1], log=lines.append, end_to_end=None)
   assert out_of_time[0]['error'] == 'not run: out of the time budget'
