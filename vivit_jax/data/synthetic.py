@@ -9,6 +9,7 @@ process and every rerun sees the same videos, and any subset can be generated in
 """
 
 import dataclasses
+import functools
 import math
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -77,9 +78,10 @@ class SyntheticMotion:
     indices = [int(i) for i in indices]
     if not indices:  # The shapes and dtypes of a batch, with no rows.
       return {k: v[:0] for k, v in self.batch(split, [0], with_positions).items()}
-    labels = np.asarray([self.label(i) for i in indices], np.int32)
-    velocity = np.asarray([self.velocity(c) for c in range(self.num_classes)])[labels]  # [B, 2]
-    coarse, start, colours = zip(*(self._draw(split, i, v) for i, v in zip(indices, velocity)))
+    labels = np.asarray(indices, np.int64) % self.num_classes  # self.label, for all of them at once.
+    velocity = self._per_class.velocity[labels]  # [B, 2]
+    coarse, start, colours = zip(*(self._draw(split, i, c) for i, c in zip(indices, labels.tolist())))
+    labels = labels.astype(np.int32)
     cell = self._cell()
     backgrounds = np.repeat(np.repeat(np.stack(coarse), cell, axis=1), cell, axis=2)[:, :self.height, :self.width]
     video = np.repeat(backgrounds[:, None], self.num_frames, axis=1)  # [B, T, H, W, 3]
@@ -102,22 +104,45 @@ class SyntheticMotion:
     """Side of the background's texture cells (the whole frame for a plain background)."""
     return 4 if self.background == 'texture' else max(self.height, self.width)
 
-  def _draw(self, split: str, index: int, velocity: np.ndarray):
-    """Example `index`'s random draws, in a fixed order: the coarse background, the squares' start corners and
-    their colours."""
-    rng = np.random.default_rng([self.seed, SPLITS[split], index])
-    cell, (low, high) = self._cell(), ((40, 120) if self.background == 'texture' else (0, 64))
-    coarse = rng.integers(low, high, size=(-(-self.height // cell), -(-self.width // cell), 3), dtype=np.uint8)
+  @functools.cached_property
+  def _per_class(self) -> '_ClassTables':
+    """What `_draw` needs of each class, worked out once: an example's own draws are then all it computes."""
+    velocity = np.asarray([self.velocity(c) for c in range(self.num_classes)])  # [C, 2]
+    size = np.array([self.height, self.width], np.float64)
     if self.wrap:
-      low, high = np.zeros(2), np.array([self.height, self.width], np.float64)
+      low, high = np.zeros_like(velocity), np.broadcast_to(size, velocity.shape)
     else:  # Every start whose trajectory stays inside: the reversed class covers the same sets of positions.
       travel = velocity * (self.num_frames - 1)
       low = np.maximum(0.0, -travel)
-      high = np.array([self.height, self.width], np.float64) - self.object_size - np.maximum(0.0, travel)
-    start = rng.uniform(low, high, size=(self.num_objects, 2))
-    colours = rng.integers(0 if self.background == 'texture' else 160, 256, size=(self.num_objects, 3),
-                           dtype=np.uint8)
+      high = size - self.object_size - np.maximum(0.0, travel)
+    cell = self._cell()
+    return _ClassTables(velocity=velocity, start_low=low, start_range=high - low,
+                        coarse_shape=(-(-self.height // cell), -(-self.width // cell), 3),
+                        coarse_bounds=(40, 120) if self.background == 'texture' else (0, 64),
+                        colour_low=0 if self.background == 'texture' else 160)
+
+  def _draw(self, split: str, index: int, label: int):
+    """Example `index`'s random draws, in a fixed order: the coarse background, the squares' start corners (uniform
+    over the class's allowed range: the doubles `Generator.uniform(low, high)` would draw, scaled the same way,
+    low + (high - low) * u) and their colours."""
+    tables = self._per_class
+    rng = np.random.default_rng([self.seed, SPLITS[split], index])
+    coarse = rng.integers(*tables.coarse_bounds, size=tables.coarse_shape, dtype=np.uint8)
+    start = tables.start_low[label] + tables.start_range[label] * rng.random((self.num_objects, 2))
+    colours = rng.integers(tables.colour_low, 256, size=(self.num_objects, 3), dtype=np.uint8)
     return coarse, start, colours
+
+
+@dataclasses.dataclass(frozen=True)
+class _ClassTables:
+  """`SyntheticMotion._per_class`: per class, the velocity and the range of start corners ([C, 2] each); the
+  background's and the squares' draw ranges."""
+  velocity: np.ndarray
+  start_low: np.ndarray
+  start_range: np.ndarray
+  coarse_shape: Tuple[int, int, int]
+  coarse_bounds: Tuple[int, int]
+  colour_low: int
 
 
 class RandomAccessPipeline(Pipeline):
