@@ -2,7 +2,9 @@
 `make test` adds the test extra, and nothing the package imports needs the test extra."""
 
 import configparser
+import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,3 +85,16 @@ def test_no_module_of_the_package_imports_a_test_only_package():
   result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=600,
                           check=False)
   assert result.returncode == 0 and result.stdout.split()[-1:] == ['ok'], result.stderr[-3000:]
+
+
+def test_the_bytecode_compile_leaves_out_no_module_the_tests_import():
+  with open(ROOT / 'Makefile') as f:
+    skip = re.compile(re.search(r'^SKIP := (.*)$', f.read(), re.M).group(1))
+  # transformers' model families the tests load (test_huggingface.py, serving), found without importing torch,
+  # and whatever this process has imported by now.
+  needed = [importlib.util.find_spec(f'transformers.models.{name}').origin
+            for name in ('vivit.modeling_vivit', 'vit.modeling_vit', 'auto.modeling_auto', 'encoder_decoder')]
+  needed += [getattr(m, '__file__', None) or '' for m in list(sys.modules.values())]
+  assert [f for f in needed if skip.search(f)] == []
+  assert skip.search('/x/site-packages/transformers/models/bert/modeling_bert.py')  # It does leave modules out.
+  assert skip.search('/x/site-packages/numpy/linalg/tests/test_linalg.py')
