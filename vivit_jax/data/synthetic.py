@@ -40,13 +40,14 @@ class SyntheticMotion:
       raise ValueError(f'SyntheticMotion needs num_classes >= 1, num_frames >= 2 and frames larger than '
                        f'object_size {self.object_size}; got {self.num_classes} classes, {self.num_frames} '
                        f'frames of {self.height}x{self.width}')
-    if not self.wrap:
-      for label in range(self.num_classes):
-        travel = np.abs(np.asarray(self.velocity(label))) * (self.num_frames - 1)
-        if np.any(travel > np.array([self.height, self.width]) - self.object_size):
-          raise ValueError(f'SyntheticMotion(wrap=False): class {label} travels {travel.max():.1f} pixels in '
-                           f'{self.num_frames} frames, more than a {self.height}x{self.width} frame leaves for a '
-                           f'{self.object_size}-pixel square; lower the speed or the frame count')
+    if not self.wrap:  # A class whose path is longer than the frame leaves for a square has no start inside.
+      short = np.flatnonzero(np.any(self._per_class.start_range < 0, axis=1))
+      if short.size:
+        label = int(short[0])
+        travel = np.abs(self._per_class.velocity[label]) * (self.num_frames - 1)
+        raise ValueError(f'SyntheticMotion(wrap=False): class {label} travels {travel.max():.1f} pixels in '
+                         f'{self.num_frames} frames, more than a {self.height}x{self.width} frame leaves for a '
+                         f'{self.object_size}-pixel square; lower the speed or the frame count')
     if self.background not in ('texture', 'plain'):
       raise ValueError(f"SyntheticMotion background must be 'texture' or 'plain'; got {self.background!r}")
 
