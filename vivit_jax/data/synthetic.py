@@ -58,8 +58,9 @@ class SyntheticMotion:
     speed = self.speed * (1.0 + label // directions)
     return speed * math.sin(angle), speed * math.cos(angle)
 
-  def label(self, index: int) -> int:
-    """Classes are balanced: example i has class i mod num_classes."""
+  def label(self, index):
+    """Classes are balanced: example i has class i mod num_classes (an int, or an array of them for an array of
+    indices)."""
     return index % self.num_classes
 
   def example(self, split: str, index: int) -> Dict[str, np.ndarray]:
@@ -79,7 +80,7 @@ class SyntheticMotion:
     indices = [int(i) for i in indices]
     if not indices:  # The shapes and dtypes of a batch, with no rows.
       return {k: v[:0] for k, v in self.batch(split, [0], with_positions).items()}
-    labels = np.asarray(indices, np.int64) % self.num_classes  # self.label, for all of them at once.
+    labels = self.label(np.asarray(indices, np.int64))
     velocity = self._per_class.velocity[labels]  # [B, 2]
     coarse, start, colours = zip(*(self._draw(split, i, c) for i, c in zip(indices, labels.tolist())))
     labels = labels.astype(np.int32)
