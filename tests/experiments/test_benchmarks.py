@@ -144,12 +144,17 @@ def test_a_config_s_later_rows_time_the_train_step_alone_with_their_overrides_an
     return {'error': 'not run here'}
   monkeypatch.setattr(levers, '_child', child)
   monkeypatch.setattr(levers, '_pipeline_row', lambda best: {'name': 'pipeline', 'error': 'not run here'})
-  plan = (('Model 1', 'a.py', (), '', 8), ('Model 1, b', 'a.py', ('model.fused_qkv=False',), '--xla_foo=1', 16))
-  levers.run_levers(steps=1, plan=plan, log=lambda _: None, end_to_end=None, cache_dir=str(tmp_path))
-  (first, first_flags, _), (later, later_flags, cache) = calls
+  plan = (('Model 1', 'a.py', (), '', 8), ('Model 1, b', 'a.py', ('model.fused_qkv=False',), '--xla_foo=1', 16),
+          ('Model 2', 'configs/b.py:tiny', (), '', 8))
+  levers.run_levers(steps=1, plan=plan, log=lambda _: None, end_to_end=None, cache_dir=str(tmp_path),
+                    profile_dir=str(tmp_path / 'prof'))
+  (first, first_flags, _), (later, later_flags, cache), (other, _, _) = calls
   assert '--train_only' not in first and first_flags == '' and cache == str(tmp_path)
   assert {'--train_only', '--no_hf', '--batch_size=16', '--config.model.fused_qkv=False'} <= set(later)
   assert later_flags == '--xla_foo=1'
+  # Each config's first row is traced, into a folder of its own (Model 2's trace beside Model 1's).
+  assert f"--profile_dir={tmp_path / 'prof' / 'a'}" in first and not any('profile' in a for a in later)
+  assert f"--profile_dir={tmp_path / 'prof' / 'b_tiny'}" in other and '--train_only' not in other
   # The child process gets the row's XLA flags after the ones already set, and the shared compilation cache.
   code = 'import json, os; print(json.dumps([os.environ["XLA_FLAGS"], os.environ["JAX_COMPILATION_CACHE_DIR"]]))'
   monkeypatch.undo()  # The real _child again (and the XLA_FLAGS the suite set).
@@ -258,10 +263,11 @@ def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budg
   assert rows[0]['train_clips_per_s'] > 0 and rows[0]['batch_size'] == 8 and 'train_mfu' in rows[0]
   # A config's first row times the forward pass too, and is the one traced.
   assert rows[0]['forward_clips_per_s'] > 0 and 'forward' in lines[0]
-  assert glob.glob(str(tmp_path / 'prof' / 'plugins' / 'profile' / '*' / 'perfetto_trace.json.gz'))
-  with gzip.open(tmp_path / 'prof' / 'train_step.hlo.txt.gz', 'rt') as f:
+  traced = tmp_path / 'prof' / 'synthetic_tiny'  # levers.profile_path: a folder per config.
+  assert glob.glob(str(traced / 'plugins' / 'profile' / '*' / 'perfetto_trace.json.gz'))
+  with gzip.open(traced / 'train_step.hlo.txt.gz', 'rt') as f:
     assert 'ENTRY' in f.read()
-  with open(tmp_path / 'prof' / 'profile_summary.json') as f:  # Where the step's operator time went.
+  with open(traced / 'profile_summary.json') as f:  # Where the step's operator time went.
     assert json.load(f)['groups'] == [list(g) for g in rows[0]['profile']['groups']]
   assert dict((g, ms) for g, ms, _ in rows[0]['profile']['groups'])['matmul'] > 0 and 'profile, ' in lines[0]
   assert 'no_such_key' in rows[1]['error']
@@ -274,3 +280,12 @@ def test_levers_run_each_row_in_its_own_process_and_report_failures_and_the_budg
   assert len(lines) == 4 and 'per core' in lines[3]
   out_of_time = levers.run_levers(steps=1, budget_s=10, plan=plan[:1], log=lines.append, end_to_end=None)
   assert out_of_time[0]['error'] == 'not run: out of the time budget'
+
+
+def test_every_lever_row_names_keys_and_values_its_config_has():
+  """A misspelt override would cost a GPU slot's row: each row's child would only fail once it ran."""
+  from vivit_jax.config import load_config  # pylint: disable=g-import-not-at-top
+  from vivit_jax.experiments.benchmarks import levers  # pylint: disable=g-import-not-at-top
+  for name, config, overrides, _, _ in levers.PLAN:
+    assert load_config(os.path.join(ROOT, config), overrides=list(overrides)), name
+  assert len({name for name, *_ in levers.PLAN}) == len(levers.PLAN)

@@ -29,13 +29,14 @@ other variants, or without torch and transformers installed, only vivit_jax's ro
 videos and records on the spot (nothing is downloaded).
 
 --levers runs ViViT-B/16x2 Models 1 and 2 at their defaults (forward pass and train step, beside transformers),
-then with each lever (batch 32 and 16, remat, cuBLAS for every matmul, XLA's latency-hiding scheduler, every
-token through the last block, one fused QKV matmul, cuDNN's padding per layer), each in its own process sharing
-one compilation cache; then, where TensorFlow is installed, trains Model 1 end to end with vivit_jax.main on JPEG
-DMVR records made on the spot (clips/s against the model-only train step); then vivit-gpu-check (bfloat16
-against float32, every variant) in the last --gpu_check_s of --budget_s seconds for everything; then times the
-input pipeline on the same kind of records against the fastest train step (needs TensorFlow).
---profile_dir traces the first row's train step.
+then with each lever (batch 32 and 16, Model 2 with XLA's attention instead of cuDNN's, remat, cuBLAS for
+every matmul, XLA's latency-hiding scheduler, every token through the last block, one fused QKV matmul, cuDNN's
+padding per layer), each in its own process sharing one compilation cache; then, where TensorFlow is installed,
+trains Model 1 end to end with vivit_jax.main on JPEG DMVR records made on the spot (clips/s against the
+model-only train step); then vivit-gpu-check (bfloat16 against float32, every variant) in the last
+--gpu_check_s of --budget_s seconds for everything; then times the input pipeline on the same kind of records
+against the fastest train step (needs TensorFlow).
+--profile_dir traces each config's first train step, in DIR/<config file name>.
 
 --model --cpu computes in float32 on the CPU and times, in turn within each round, vivit_jax, a reference
 written from flax's own modules the way Scenic writes ViViT (same parameters, same train step) and, for Model 1,
@@ -68,7 +69,7 @@ def _parser():
   parser.add_argument('--compile_hf', action='store_true', help='--model: torch.compile the transformers model')
   parser.add_argument('--profile_dir', default=None, help='--model: trace two train steps with jax.profiler '
                       'into this directory (TensorBoard and Perfetto files) with the compiled HLO; --levers: '
-                      "the first row's")
+                      "each config's first row, in a folder per config file")
   parser.add_argument('--json', action='store_true', help='print JSON')
   return parser
 

@@ -36,14 +36,16 @@ TRITON_GEMM_OFF = '--xla_gpu_enable_triton_gemm=false'
 NO_AUTOTUNING = '--xla_gpu_autotune_level=0'
 
 # (name, config, overrides, extra XLA flags, batch size): the defaults first, then the rows no GPU has run
-# (batch 32: Model 1 went from 37.5% MFU at batch 8 to 41.2% at 16 on an H200, so the 45% goal may lie at 32),
-# then those an H200 ran at 6f6b5a1 (README), in the order of what they told: batch 16, every token through the
+# (batch 32: Model 1 went from 37.5% MFU at batch 8 to 41.2% at 16 on an H200, so the 45% goal may lie at 32;
+# Model 2 with XLA's attention: it trained at 29.1% MFU there, and its spatial encoder's 197 tokens are short for
+# cuDNN's flash kernel, which pads them to 200 and works in tiles of 64 or 128), then those an H200 ran at 6f6b5a1 (README), in the order of what they told: batch 16, every token through the
 # last block, XLA's latency-hiding scheduler, remat, cuBLAS for every matmul, fused QKV, padding per layer.
 PLAN: Tuple[Tuple[str, str, Tuple[str, ...], str, int], ...] = (
     ('Model 1 (defaults)', M1, (), '', 8),
     ('Model 2 (defaults)', M2, (), '', 8),
     ('Model 1, batch 32', M1, (), '', 32),
     ('Model 2, batch 32', M2, (), '', 32),
+    ('Model 2, XLA attention instead of cuDNN', M2, ('model.attention_implementation=xla',), '', 8),
     ('Model 1, batch 16', M1, (), '', 16),
     ('Model 1, every token through the last block', M1, ('model.last_block_class_token_only=False',), '', 8),
     ('Model 1, + latency-hiding scheduler', M1, (), LATENCY_HIDING, 8),
@@ -182,6 +184,14 @@ def _row(name: str, batch_size: int, result: Dict[str, Any]) -> Dict[str, Any]:
   return row
 
 
+def profile_path(profile_dir: str, config: str) -> str:
+  """Where `config`'s first row traces its train step: a folder per config file (and preset) in `profile_dir`,
+  e.g. DIR/vivit_base_k400 and DIR/vivit_base_factorised_encoder."""
+  path, _, preset = config.partition(':')
+  stem = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join(profile_dir, f'{stem}_{preset}' if preset else stem)
+
+
 def run_levers(steps: int = 5, budget_s: float = 540.0, per_run_timeout_s: float = 200.0,
                cache_dir: Optional[str] = None, plan=PLAN, log=print,
                profile_dir: Optional[str] = None, gpu_check_s: float = 0.0,
@@ -189,8 +199,8 @@ def run_levers(steps: int = 5, budget_s: float = 540.0, per_run_timeout_s: float
   """One row per entry of `plan` (train clips/s, MFU, peak memory, or why not), then the `end_to_end` training
   run (where TensorFlow is installed, in the END_TO_END_S seconds of the budget before the gpu check's), then
   with `gpu_check_s` the last seconds of the budget (at least that many) for `vivit-gpu-check`'s rows, then the
-  pipeline's row. With `profile_dir`, the first row also traces its train step there (`vivit-benchmark --model
-  --profile_dir`)."""
+  pipeline's row. With `profile_dir`, each config's first row also traces its train step, in `profile_path`
+  (`vivit-benchmark --model --profile_dir`)."""
   cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), 'vivit_jax_compile_cache')
   start, rows, configs_seen, measured = time.monotonic(), [], set(), {}
   reserved = gpu_check_s + (END_TO_END_S if end_to_end and _tensorflow_installed() else 0)
@@ -199,11 +209,13 @@ def run_levers(steps: int = 5, budget_s: float = 540.0, per_run_timeout_s: float
     if left < 30:
       rows.append({'name': name, 'error': 'not run: out of the time budget'})
       continue
-    # A config's first row (its defaults) also times the forward pass and transformers' ViViT (Model 1 only);
-    # the lever rows time the train step alone.
-    extra = () if config not in configs_seen else ('--train_only', '--no_hf')
+    # A config's first row (its defaults) also times the forward pass and transformers' ViViT (Model 1 only), and
+    # with `profile_dir` traces its train step into a folder of its own; the lever rows time the train step alone.
+    if config in configs_seen:
+      extra = ('--train_only', '--no_hf')
+    else:
+      extra = (f'--profile_dir={profile_path(profile_dir, config)}',) if profile_dir else ()
     configs_seen.add(config)
-    extra += (f'--profile_dir={profile_dir}',) if profile_dir and not rows else ()
     result = _run_one(config, overrides, flags, batch_size, steps, min(per_run_timeout_s, left), cache_dir, extra)
     rows.append(_row(name, batch_size, result))
     log(format_row(rows[-1]))
