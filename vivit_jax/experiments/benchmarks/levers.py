@@ -38,8 +38,9 @@ NO_AUTOTUNING = '--xla_gpu_autotune_level=0'
 # (name, config, overrides, extra XLA flags, batch size): the defaults first, then the rows no GPU has run
 # (batch 32: Model 1 went from 37.5% MFU at batch 8 to 41.2% at 16 on an H200, so the 45% goal may lie at 32;
 # Model 2 with XLA's attention: it trained at 29.1% MFU there, and its spatial encoder's 197 tokens are short for
-# cuDNN's flash kernel, which pads them to 200 and works in tiles of 64 or 128), then those an H200 ran at 6f6b5a1 (README), in the order of what they told: batch 16, every token through the
-# last block, XLA's latency-hiding scheduler, remat, cuBLAS for every matmul, fused QKV, padding per layer.
+# cuDNN's flash kernel, which pads them to 200 and works in tiles of 64 or 128), then those an H200 ran at 6f6b5a1
+# (README), in the order of what they told: batch 16, every token through the last block, XLA's latency-hiding
+# scheduler, remat, cuBLAS for every matmul, fused QKV, padding per layer.
 PLAN: Tuple[Tuple[str, str, Tuple[str, ...], str, int], ...] = (
     ('Model 1 (defaults)', M1, (), '', 8),
     ('Model 2 (defaults)', M2, (), '', 8),
