@@ -9,6 +9,7 @@ import pytest
 from absl import flags
 
 from tests import paths
+from tests.cli.running import exit_status
 from vivit_jax import main as train_command
 from vivit_jax.cli import common
 
@@ -38,11 +39,7 @@ def one_error_line(status, stderr):
 
 
 def run_main(main, argv, capsys):
-  try:
-    status = main(argv)
-  except SystemExit as e:
-    status = e.code
-  return one_error_line(status, capsys.readouterr().err)
+  return one_error_line(exit_status(main, argv), capsys.readouterr().err)
 
 
 # (command, arguments with {tmp} for the fixture's folder, what the error line says).

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.cli.running import exit_status
 from tests.cli.test_errors import one_error_line
 from tests.serving.test_export_onnx import tiny_predictor
 from tests.serving.test_predict import load_script
@@ -32,10 +33,7 @@ def checkpoint(tmp_path_factory):
 
 def export(argv, capsys):
   """(exit status, stdout, stderr) of `vivit-export` (scripts/export.py) run in this process."""
-  try:
-    status = load_script('export').main(argv)
-  except SystemExit as e:
-    status = e.code
+  status = exit_status(load_script('export').main, argv)
   out, err = capsys.readouterr()
   return status, out, err
 

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.cli.running import exit_status, only_error_line
 from tests.serving.test_features import VALIDATION, class_names, retrieval_config, trained_workdir, write_videos
 from tests.train_testing import host_tree
 from vivit_jax.checkpoints import load_params, save_scenic
@@ -31,17 +32,8 @@ def videos(tmp_path_factory):
 
 
 def run(argv):
-  """vivit-features' exit status, whether returned or raised by argparse."""
-  try:
-    return command.main(argv)
-  except SystemExit as e:
-    return e.code
-
-
-def error_line(err):
-  lines = [line for line in err.splitlines() if line.startswith('error:')]
-  assert len(lines) == 1, err
-  return lines[0]
+  """vivit-features' exit status."""
+  return exit_status(command.main, argv)
 
 
 @pytest.mark.parametrize('arguments,message', [
@@ -63,7 +55,7 @@ def test_bad_flags_are_one_error_line_before_the_checkpoint_is_read(arguments, m
   argv = [f'--checkpoint={tmp_path}/no_checkpoint_here', f'--output={tmp_path}/out.npz']
   argv += [fill(a) for a in arguments]
   assert run(argv) == 2
-  assert fill(message) in error_line(capsys.readouterr().err)
+  assert fill(message) in only_error_line(capsys.readouterr().err)
 
 
 def test_a_split_end_to_end(workdir, tmp_path, capsys):
@@ -84,7 +76,7 @@ def test_a_folder_with_a_corrupt_file(workdir, videos, tmp_path, capsys):
   output = tmp_path / 'nested' / 'features.npz'
   assert run([f'--checkpoint={workdir}', f'--output={output}', '--views=2x1', str(videos)]) == 1  # One failed.
   captured = capsys.readouterr()
-  assert error_line(captured.err).startswith(f'error: {videos / "corrupt.mp4"}: ')
+  assert only_error_line(captured.err).startswith(f'error: {videos / "corrupt.mp4"}: ')
   assert '[3/3] files' in captured.err and '1 of 3 files failed' in captured.err
   loaded = features.load_features(str(output))
   assert [p.rsplit('/', 1)[1] for p in loaded['ids']] == ['a.mp4', 'b.mp4']
@@ -104,7 +96,7 @@ def test_any_checkpoint_restore_reads(workdir, videos, tmp_path, capsys):
   save_scenic(scenic, host_tree(load_params(workdir)))
   (tmp_path / 'config.py').write_text(CONFIG_FILE)
   assert run([f'--checkpoint={scenic}', f'--output={tmp_path}/x.npz', video]) == 2
-  assert '--config' in error_line(capsys.readouterr().err)
+  assert '--config' in only_error_line(capsys.readouterr().err)
   step = os.path.join(workdir, 'checkpoints', str(retrieval_config().num_training_steps))
   for argv in ([f'--checkpoint={step}'], [f'--checkpoint={scenic}', f'--config={tmp_path}/config.py']):
     output = tmp_path / 'one.npz'

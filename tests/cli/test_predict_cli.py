@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.cli.running import exit_status, only_error_line
 from tests.serving.test_predict import trained_workdir
 from vivit_jax.cli import predict as command
 from vivit_jax.data.ingest import video_io
@@ -35,18 +36,12 @@ def videos(tmp_path_factory):
 
 
 def run(argv):
-  """vivit-predict's exit status, whether returned or raised by argparse."""
-  try:
-    return command.main(argv)
-  except SystemExit as e:
-    return e.code
+  """vivit-predict's exit status."""
+  return exit_status(command.main, argv)
 
 
 def error_line(capsys):
-  err = capsys.readouterr().err
-  lines = [line for line in err.splitlines() if line.startswith('error:')]
-  assert len(lines) == 1, err
-  return lines[0]
+  return only_error_line(capsys.readouterr().err)
 
 
 @pytest.mark.parametrize('flag,value,message', [
