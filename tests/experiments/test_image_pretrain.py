@@ -4,8 +4,10 @@ initialising configs/synthetic.py's Model 2 from it (directly and through the tr
 import logging
 import os
 
+import flax.linen as nn
 import jax
 import numpy as np
+import optax
 import pytest
 from flax import traverse_util
 
@@ -16,7 +18,7 @@ from vivit_jax.experiments.ablation import spec as spec_lib
 from vivit_jax.experiments.ablation import sweep as sweep_lib
 from vivit_jax.checkpoints import detect_format, init_from_pretrained, load_params
 from vivit_jax.config import import_config_file, load_config, validate_config
-from vivit_jax.models import create_model
+from vivit_jax.models import create_model, encoder, heads
 
 ROOT = str(paths.ROOT)
 ABLATION = os.path.join(ROOT, 'configs', 'ablations', 'synthetic_init.py')
@@ -65,6 +67,44 @@ def test_image_vit_tree_is_scenics_vit_tree():
   model = image_pretrain.create_image_vit(image_pretrain.ImageViTSpec())
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3), np.float32))['params']
   assert _shapes(params) == _scenic_vit_shapes()
+
+
+class _ScenicImageViT(image_pretrain.ImageViT):
+  """Scenic's ViT as it is written: a strided convolution cuts the patches, every token goes through every block."""
+
+  @nn.compact
+  def __call__(self, images, *, train=False):
+    x = nn.Conv(self.hidden_size, self.patch, strides=self.patch, padding='VALID', name='embedding')(images)
+    b, h, w, d = x.shape
+    x = heads.add_class_token(self, x.reshape(b, h * w, d), 'cls')
+    x = encoder.Encoder(self.num_layers, self.mlp_dim, self.num_heads, name='Transformer')(x, train=train)
+    return nn.Dense(self.num_classes, name='head')(heads.pool(x, 'token'))
+
+
+def test_the_image_vit_computes_scenics_vit_with_the_patches_as_a_matmul_and_the_class_token_alone_at_the_end():
+  spec = image_pretrain.ImageViTSpec()
+  ours = image_pretrain.create_image_vit(spec)
+  scenic = _ScenicImageViT(**{f: getattr(ours, f) for f in ('num_classes', 'hidden_size', 'num_heads', 'mlp_dim',
+                                                            'num_layers', 'patch')})
+  images = jax.random.uniform(jax.random.PRNGKey(1), (8, 32, 32, 3), minval=-1.0, maxval=1.0)
+  targets = (jax.random.uniform(jax.random.PRNGKey(2), (8, 64)) > 0.8).astype(np.float32)
+  params = jax.jit(scenic.init)(jax.random.PRNGKey(0), images[:1])['params']  # A head that is not zero.
+  assert _shapes(params) == _shapes(jax.eval_shape(ours.init, jax.random.PRNGKey(0), images[:1])['params'])
+
+  def compiled(model):
+    def loss(p):
+      logits = model.apply({'params': p}, images)
+      return optax.sigmoid_binary_cross_entropy(logits, targets).mean(), logits
+    return jax.jit(jax.value_and_grad(loss, has_aux=True)).lower(params).compile()
+
+  ours_step, scenic_step = compiled(ours), compiled(scenic)
+  ((ours_loss, ours_logits), ours_grads), ((scenic_loss, scenic_logits), scenic_grads) = (
+      ours_step(params), scenic_step(params))
+  np.testing.assert_allclose(ours_logits, scenic_logits, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(ours_loss, scenic_loss, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), ours_grads, scenic_grads)
+  # The last block computes the class token alone: fewer FLOPs than every token through it.
+  assert ours_step.cost_analysis()['flops'] < 0.8 * scenic_step.cost_analysis()['flops']
 
 
 def test_occupancy_marks_the_cells_a_square_covers_with_wrapping():
@@ -135,7 +175,7 @@ def test_the_sweep_has_random_and_central_frame_entries():
   assert sweep_lib.entry_config(sweep, sweep.entries[0]).init_from.checkpoint_path is None
 
 
-def test_the_seeds_preset_runs_both_starts_at_every_learning_rate_and_seed_of_the_default_config():
+def test_the_seeds_preset_runs_every_start_at_every_learning_rate_and_seed_of_the_default_config():
   module = import_config_file(ABLATION)
   sweep = spec_lib.load_ablation(ABLATION + ':seeds')
   assert sweep.name == 'synthetic_init_seeds'
@@ -143,7 +183,9 @@ def test_the_seeds_preset_runs_both_starts_at_every_learning_rate_and_seed_of_th
   runs = set()
   for entry in sweep.entries:
     config = sweep_lib.entry_config(sweep, entry)
-    start = 'central_frame' if config.init_from.checkpoint_path else 'random'
+    start = 'random'
+    if config.init_from.checkpoint_path:
+      start = config.model.temporal_encoding_config.kernel_init_method.replace('_initializer', '')
     rate, seed = config.lr_configs.base_learning_rate, config.rng_seed
     assert entry.name == f'{start}_lr{rate:g}_seed{seed}'
     runs.add((start, rate, seed))
@@ -151,10 +193,10 @@ def test_the_seeds_preset_runs_both_starts_at_every_learning_rate_and_seed_of_th
     config.lr_configs.base_learning_rate, config.rng_seed = default.lr_configs.base_learning_rate, default.rng_seed
     if start == 'random':
       assert config.to_dict() == default.to_dict(), entry.name
-  assert runs == {(start, rate, seed) for start in ('random', 'central_frame') for rate in module.LEARNING_RATES
-                  for seed in module.SEEDS}
+  assert runs == {(start, rate, seed) for start in ('random', 'central_frame', 'average_frame')
+                  for rate in module.LEARNING_RATES for seed in module.SEEDS}
   assert module.LEARNING_RATES[0] == default.lr_configs.base_learning_rate
-  assert len(sweep.entries) == 2 * len(module.LEARNING_RATES) * len(module.SEEDS) == 24
+  assert len(sweep.entries) == 3 * len(module.LEARNING_RATES) * len(module.SEEDS) == 36
 
 
 def test_two_trainer_steps_from_the_pretrained_file(pretrained, tmp_path, caplog):
