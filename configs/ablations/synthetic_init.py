@@ -26,7 +26,7 @@ device; deterministic on one machine; docs/ablations/synthetic_init.md):
   One seed each: the gap is a demonstration, not a measured effect size.
 
 How far the order holds (the `seeds` preset: the three entries at three learning rates, four seeds each; 36
-runs, about 12 minutes on 2 cores; docs/ablations/synthetic_init_seeds.md), valid/accuracy % at step 400:
+runs, about 7 minutes on 2 cores; docs/ablations/synthetic_init_seeds.md), valid/accuracy % at step 400:
   base_learning_rate        seed 0  seed 1  seed 2  seed 3   mean
   1e-3 (the config's)  random  22.5    46.1    35.7    40.4   36.2
                        central 53.5    64.8    85.2    82.8   71.6
