@@ -2,12 +2,12 @@
 their costs.
 
 Entry `name` trains in `{workdir}/{name}` with `train.train_and_evaluate`; a run whose results.json says
-'completed' is skipped, any other resumes from its checkpoint. The entries share what they compile
-(`compiled_once`). `report.collect` then tabulates whatever runs
-exist. Params and GFLOPs are exact (models/complexity.py, abstract: nothing is allocated); `--cost_only` counts
-them for every entry first (`count_sweep`, `format_costs`), then times a short training loop on this machine
-(`time_sweep`: `step_time_s`), at the largest batch up to the config's that fits the machine's memory, with a
-note saying at which batch and why (benchmarks/fit.py).
+'completed' is skipped, any other resumes from its checkpoint; the entries share what they compile
+(`compiled_once`). `report.collect` then tabulates whatever runs exist. Params and GFLOPs are exact
+(models/complexity.py, abstract: nothing is allocated); `--cost_only` counts them for every entry first
+(`count_sweep`, `format_costs`), then times a short training loop on this machine (`time_sweep`: `step_time_s`),
+at the largest batch up to the config's that fits the machine's memory, with a note saying at which batch and why
+(benchmarks/fit.py).
 
 `dataset='synthetic'` swaps any ablation's data for the generated motion videos (vivit_jax/data/synthetic.py)
 at the config's own clip size, with single-head labels, a warmup rescaled to the new epoch and no multi-view test
