@@ -159,6 +159,7 @@ def test_the_filter_drops_the_libraries_chatter_and_keeps_their_warnings_and_our
           _record(logging.WARNING, "Platform 'tpu' is experimental and not all JAX functionality may be correctly "
                   'supported!', f'{site}/jax/_src/xla_bridge.py'),
           _record(logging.INFO, 'Saving checkpoint', f'{site}/orbax/checkpoint/manager.py'),
+          _record(logging.INFO, 'Resetting cache at /tmp/c.', f'{site}/jax/_src/compilation_cache.py'),
           _record(logging.WARNING, 'From x.py: calling f is deprecated and will be removed in a future version.',
                   f'{site}/tensorflow/python/util/deprecation.py', name='tensorflow'),
           _record(logging.WARNING, f'{site}/tensorflow_datasets/x.py:3: DeprecationWarning: use y', name='py.warnings')]

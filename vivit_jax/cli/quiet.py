@@ -37,7 +37,9 @@ LOAD_NOISE = ('oneDNN', 'absl::InitializeLog', 'cpu_feature_guard')
 # Known noise, for the tests: none of these may reach a quiet command's stderr.
 NOISE = (*LOAD_NOISE, "backend 'tpu'", 'Setting work unit notes', 'Loading weights')
 
-_QUIET_PATHS = ('/orbax/', '/tensorflow/', '/tensorflow_datasets/', '/etils/', '/jax/_src/xla_bridge')
+# JAX's compilation cache says when an ablation sweep's cache is reset (ablation/sweep.py: compiled_once).
+_QUIET_PATHS = ('/orbax/', '/tensorflow/', '/tensorflow_datasets/', '/etils/', '/jax/_src/xla_bridge',
+                '/jax/_src/compilation_cache')
 _DROPPED_MESSAGES = ("Platform 'tpu' is experimental", 'is deprecated', 'deprecated and will be removed',
                      'Instructions for updating')
 
@@ -130,9 +132,9 @@ def _cut(message: str, limit: int = 300) -> str:
 
 
 class _QuietLibraries(logging.Filter):
-  """Drops the libraries' INFO chatter (Orbax logs a dozen lines per save, JAX its TPU probe), the TPU
-  'experimental' notice and deprecation notices; every other warning and error passes, a library's error as its
-  first line without the traceback."""
+  """Drops the libraries' INFO chatter (Orbax logs a dozen lines per save, JAX its TPU probe and cache resets),
+  the TPU 'experimental' notice and deprecation notices; every other warning and error passes, a library's error
+  as its first line without the traceback."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     library = any(part in record.pathname for part in _QUIET_PATHS) or record.name.startswith('tensorflow')
